@@ -1,0 +1,699 @@
+//! The streaming feature engine: per-card and per-merchant state, features from the past.
+
+use std::collections::{HashMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+use veritas_events::{Channel, Transaction};
+
+use crate::features::{Feature, Features};
+use crate::geo::{haversine_km, valid_point};
+use crate::hash::key32;
+use crate::state::{CardState, Located, MerchantState, Recent, Welford, HORIZON_MS};
+
+/// Amounts strictly below this are "micro" transactions (card-testing probes).
+pub const MICRO_AMOUNT: f64 = 5.0;
+/// Most distinct categories tracked globally; further categories get no global statistics.
+pub const MAX_GLOBAL_CATEGORIES: usize = 4096;
+/// Event-time interval between idle-state sweeps.
+const SWEEP_INTERVAL_MS: i64 = 3_600_000;
+const MINUTE_MS: i64 = 60_000;
+const HOUR_MS: i64 = 3_600_000;
+const DAY_MS: i64 = 86_400_000;
+/// Window lengths of the count/sum features.
+const WINDOWS_MS: [i64; 5] = [MINUTE_MS, 10 * MINUTE_MS, HOUR_MS, DAY_MS, HORIZON_MS];
+/// Distinct merchants are counted up to this many.
+const MAX_DISTINCT: usize = 64;
+
+/// Operational settings of the engine. They do not change feature definitions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EngineConfig {
+    /// How far (seconds) an event may lag behind its card's latest event and still be
+    /// folded into the card's state. Later events are scored but not remembered.
+    pub lateness_secs: u64,
+    /// Cards and merchants idle this long (event time, days) are evicted.
+    pub idle_ttl_days: u64,
+    /// Record eviction tombstones for [`Engine::drain_changelog`]. Enable when state is
+    /// checkpointed to a compacted topic; otherwise tombstones would accumulate.
+    pub track_changelog: bool,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            lateness_secs: 300,
+            idle_ttl_days: 60,
+            track_changelog: false,
+        }
+    }
+}
+
+impl EngineConfig {
+    fn lateness_ms(&self) -> i64 {
+        i64::try_from(self.lateness_secs.saturating_mul(1000)).unwrap_or(i64::MAX)
+    }
+
+    fn idle_ttl_ms(&self) -> i64 {
+        i64::try_from(self.idle_ttl_days.saturating_mul(DAY_MS as u64)).unwrap_or(i64::MAX)
+    }
+}
+
+/// Counters describing what the engine has seen.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EngineStats {
+    /// Events processed.
+    pub events: u64,
+    /// Events older than their card's latest event but within the lateness bound (applied).
+    pub late_accepted: u64,
+    /// Events beyond the lateness bound: scored, not applied to state.
+    pub too_late: u64,
+    /// Cards evicted for idleness.
+    pub evicted_cards: u64,
+    /// Merchants evicted for idleness.
+    pub evicted_merchants: u64,
+}
+
+/// Memory held by the engine's state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct MemoryStats {
+    /// Cards in memory.
+    pub cards: usize,
+    /// Merchants in memory.
+    pub merchants: usize,
+    /// Categories with global statistics.
+    pub categories: usize,
+    /// Approximate bytes of all card state (excluding hash-map overhead and keys).
+    pub card_bytes: usize,
+    /// Approximate bytes of all merchant state.
+    pub merchant_bytes: usize,
+}
+
+/// How an event related to its card's timeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrival {
+    /// At or after the card's latest event.
+    InOrder,
+    /// Before the card's latest event, within the lateness bound; applied to state.
+    Late,
+    /// Beyond the lateness bound; scored but not applied.
+    TooLate,
+}
+
+/// The per-event view of a transaction the engine works with.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TxView<'a> {
+    pub(crate) ms: i64,
+    pub(crate) amount: f64,
+    pub(crate) log_amount: f64,
+    pub(crate) merchant_id: Option<&'a str>,
+    pub(crate) merchant: u32,
+    pub(crate) category: u32,
+    pub(crate) channel: Option<usize>,
+    pub(crate) loc: Option<(f64, f64)>,
+    pub(crate) home: Option<(f64, f64)>,
+    pub(crate) country: Option<u16>,
+    pub(crate) hour: f64,
+    pub(crate) night: bool,
+}
+
+fn non_empty(s: &Option<String>) -> Option<&str> {
+    s.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
+impl<'a> TxView<'a> {
+    pub(crate) fn new(tx: &'a Transaction) -> Self {
+        let ms = tx.timestamp.timestamp_millis();
+        let amount = if tx.amount.is_finite() {
+            tx.amount.max(0.0)
+        } else {
+            0.0
+        };
+        let merchant_id = non_empty(&tx.merchant_id).or_else(|| non_empty(&tx.merchant));
+        let hour = ms.rem_euclid(DAY_MS) as f64 / HOUR_MS as f64;
+        Self {
+            ms,
+            amount,
+            log_amount: amount.ln_1p(),
+            merchant_id,
+            merchant: merchant_id.map_or(0, key32),
+            category: non_empty(&tx.category).map_or(0, key32),
+            channel: tx.channel.map(|c| match c {
+                Channel::Pos => 0,
+                Channel::Online => 1,
+                Channel::Atm => 2,
+            }),
+            loc: valid_point(tx.lat, tx.lon),
+            home: valid_point(tx.home_lat, tx.home_lon),
+            country: non_empty(&tx.country).map(|c| key32(&c.to_ascii_uppercase()) as u16),
+            hour,
+            night: !(6.0..22.0).contains(&hour),
+        }
+    }
+}
+
+/// Round-ness of an amount: 0 = has cents, 1 = whole, 2 = multiple of 10, 3 = multiple of 100.
+pub(crate) fn roundness(amount: f64) -> f64 {
+    let cents = (amount * 100.0).round();
+    if !cents.is_finite() || cents <= 0.0 || cents % 100.0 != 0.0 {
+        0.0
+    } else if cents % 10_000.0 == 0.0 {
+        3.0
+    } else if cents % 1_000.0 == 0.0 {
+        2.0
+    } else {
+        1.0
+    }
+}
+
+/// The streaming feature engine for one partition of the card space.
+///
+/// [`Engine::process`] computes the features of an event from the state built by earlier
+/// events, then folds the event into that state. It performs no I/O and no clock reads:
+/// the same events in the same order always give the same features.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    pub(crate) cfg: EngineConfig,
+    pub(crate) cards: HashMap<String, CardState>,
+    pub(crate) merchants: HashMap<String, MerchantState>,
+    pub(crate) categories: HashMap<u32, Welford>,
+    /// Highest event time seen (ms).
+    pub(crate) watermark: i64,
+    pub(crate) next_sweep: i64,
+    pub(crate) stats: EngineStats,
+    pub(crate) dirty_categories: HashSet<u32>,
+    pub(crate) clock_dirty: bool,
+    pub(crate) tombstones: Vec<Vec<u8>>,
+}
+
+impl Default for Engine {
+    fn default() -> Self {
+        Self::new(EngineConfig::default())
+    }
+}
+
+impl Engine {
+    /// An empty engine.
+    pub fn new(cfg: EngineConfig) -> Self {
+        Self {
+            cfg,
+            cards: HashMap::new(),
+            merchants: HashMap::new(),
+            categories: HashMap::new(),
+            watermark: i64::MIN,
+            next_sweep: i64::MIN,
+            stats: EngineStats::default(),
+            dirty_categories: HashSet::new(),
+            clock_dirty: false,
+            tombstones: Vec::new(),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> EngineStats {
+        self.stats
+    }
+
+    /// Highest event time seen, in milliseconds since the epoch (`None` before any event).
+    pub fn watermark_ms(&self) -> Option<i64> {
+        (self.watermark != i64::MIN).then_some(self.watermark)
+    }
+
+    /// Memory held by the state.
+    pub fn memory(&self) -> MemoryStats {
+        MemoryStats {
+            cards: self.cards.len(),
+            merchants: self.merchants.len(),
+            categories: self.categories.len(),
+            card_bytes: self.cards.values().map(CardState::approx_bytes).sum(),
+            merchant_bytes: self
+                .merchants
+                .values()
+                .map(MerchantState::approx_bytes)
+                .sum(),
+        }
+    }
+
+    /// Features of `tx` given the current state, without changing the state.
+    pub fn peek(&self, tx: &Transaction) -> Features {
+        let v = TxView::new(tx);
+        let card = self.cards.get(tx.card_number.as_str());
+        let merchant = v.merchant_id.and_then(|m| self.merchants.get(m));
+        let cat = (v.category != 0)
+            .then(|| self.categories.get(&v.category))
+            .flatten();
+        compute(card, merchant, cat, &v)
+    }
+
+    /// Compute the features of `tx` from past state, then fold `tx` into the state.
+    pub fn process(&mut self, tx: &Transaction) -> Features {
+        self.process_with_arrival(tx).0
+    }
+
+    /// Like [`Engine::process`], also telling how the event related to its card's timeline.
+    pub fn process_with_arrival(&mut self, tx: &Transaction) -> (Features, Arrival) {
+        let v = TxView::new(tx);
+        self.stats.events += 1;
+        if v.ms > self.watermark {
+            self.watermark = v.ms;
+            self.clock_dirty = true;
+        }
+        if self.watermark >= self.next_sweep {
+            self.sweep();
+            self.next_sweep = self.watermark.saturating_add(SWEEP_INTERVAL_MS);
+            self.clock_dirty = true;
+        }
+        let lateness = self.cfg.lateness_ms();
+        let Self {
+            cards,
+            merchants,
+            categories,
+            stats,
+            dirty_categories,
+            ..
+        } = self;
+        let card = cards.get_mut(tx.card_number.as_str());
+        let merchant = v.merchant_id.and_then(|m| merchants.get_mut(m));
+        let cat = if v.category != 0 {
+            categories.get_mut(&v.category)
+        } else {
+            None
+        };
+        let features = compute(card.as_deref(), merchant.as_deref(), cat.as_deref(), &v);
+
+        let arrival = match card.as_deref() {
+            Some(c) if v.ms < c.last_ms => {
+                if c.last_ms - v.ms <= lateness {
+                    Arrival::Late
+                } else {
+                    Arrival::TooLate
+                }
+            }
+            _ => Arrival::InOrder,
+        };
+        match arrival {
+            Arrival::InOrder => {}
+            Arrival::Late => stats.late_accepted += 1,
+            Arrival::TooLate => {
+                stats.too_late += 1;
+                tracing::debug!(
+                    transaction_id = %tx.transaction_id,
+                    "event beyond the lateness bound: scored, not applied to state"
+                );
+                return (features, arrival);
+            }
+        }
+
+        match card {
+            Some(c) => apply_card(c, &v, &features),
+            None => {
+                let mut c = CardState::default();
+                apply_card(&mut c, &v, &features);
+                cards.insert(tx.card_number.clone(), c);
+            }
+        }
+        if let Some(mid) = v.merchant_id {
+            let card_key = key32(&tx.card_number);
+            match merchant {
+                Some(m) => apply_merchant(m, &v, &features, card_key),
+                None => {
+                    let mut m = MerchantState::default();
+                    apply_merchant(&mut m, &v, &features, card_key);
+                    merchants.insert(mid.to_owned(), m);
+                }
+            }
+        }
+        if v.category != 0 {
+            let tracked = match cat {
+                Some(w) => {
+                    w.push(v.log_amount);
+                    true
+                }
+                None => {
+                    let room = categories.len() < MAX_GLOBAL_CATEGORIES;
+                    if room {
+                        let mut w = Welford::default();
+                        w.push(v.log_amount);
+                        categories.insert(v.category, w);
+                    }
+                    room
+                }
+            };
+            if tracked {
+                dirty_categories.insert(v.category);
+            }
+        }
+        (features, arrival)
+    }
+
+    /// Evict cards and merchants idle for longer than the configured TTL.
+    fn sweep(&mut self) {
+        let cutoff = self.watermark.saturating_sub(self.cfg.idle_ttl_ms());
+        let track = self.cfg.track_changelog;
+        let before = (self.cards.len(), self.merchants.len());
+        let tombstones = &mut self.tombstones;
+        self.cards.retain(|k, c| {
+            let keep = c.last_ms > cutoff;
+            if !keep && track {
+                tombstones.push(crate::snapshot::card_key(k));
+            }
+            keep
+        });
+        self.merchants.retain(|k, m| {
+            let keep = m.last_ms > cutoff;
+            if !keep && track {
+                tombstones.push(crate::snapshot::merchant_key(k));
+            }
+            keep
+        });
+        let evicted = (before.0 - self.cards.len(), before.1 - self.merchants.len());
+        self.stats.evicted_cards += evicted.0 as u64;
+        self.stats.evicted_merchants += evicted.1 as u64;
+        if evicted != (0, 0) {
+            tracing::debug!(
+                cards = evicted.0,
+                merchants = evicted.1,
+                "evicted idle state"
+            );
+        }
+    }
+}
+
+fn z(x: f64, w: &Welford, min_n: u64) -> Option<f64> {
+    (w.n >= min_n).then(|| (x - w.mean) / w.std().max(0.1))
+}
+
+/// Compute all features of `v` from the state before it.
+pub(crate) fn compute(
+    card: Option<&CardState>,
+    merchant: Option<&MerchantState>,
+    cat: Option<&Welford>,
+    v: &TxView<'_>,
+) -> Features {
+    use Feature as F;
+    let mut f = Features::missing();
+    let t = v.ms;
+    f.set(F::Amount, v.amount);
+    f.set(F::LogAmount, v.log_amount);
+    f.set(F::AmountRoundness, roundness(v.amount));
+    f.set(F::HourOfDay, v.hour);
+    f.set(F::IsNight, f64::from(u8::from(v.night)));
+    f.set_opt(F::ChannelCode, v.channel.map(|c| c as f64));
+
+    // Sliding windows over the card's remembered events at or before `t`.
+    let mut counts = [0u32; WINDOWS_MS.len()];
+    let mut sums = [0f64; WINDOWS_MS.len()];
+    let mut micro_1h = 0u32;
+    let mut min_1m: Option<f64> = None;
+    let mut distinct = [0u32; MAX_DISTINCT];
+    let mut n_distinct = 0usize;
+    let mut distinct_10m = None;
+    let mut prev_ms: Option<i64> = None;
+    if v.merchant != 0 {
+        distinct[0] = v.merchant;
+        n_distinct = 1;
+    }
+    if let Some(c) = card {
+        for e in c.recent.iter().rev() {
+            if e.ms > t {
+                continue;
+            }
+            let age = t - e.ms;
+            if age >= HORIZON_MS {
+                break;
+            }
+            prev_ms.get_or_insert(e.ms);
+            let amount = f64::from(e.amount);
+            for (i, w) in WINDOWS_MS.iter().enumerate() {
+                if age < *w {
+                    counts[i] += 1;
+                    sums[i] += amount;
+                }
+            }
+            if age < MINUTE_MS {
+                min_1m = Some(min_1m.map_or(amount, |m: f64| m.min(amount)));
+            }
+            if age >= 10 * MINUTE_MS && distinct_10m.is_none() {
+                distinct_10m = Some(n_distinct);
+            }
+            if age < HOUR_MS {
+                if amount < MICRO_AMOUNT {
+                    micro_1h += 1;
+                }
+                if e.merchant != 0
+                    && n_distinct < MAX_DISTINCT
+                    && !distinct[..n_distinct].contains(&e.merchant)
+                {
+                    distinct[n_distinct] = e.merchant;
+                    n_distinct += 1;
+                }
+            }
+        }
+    }
+    let window_features = [
+        (F::Count1m, F::Sum1m),
+        (F::Count10m, F::Sum10m),
+        (F::Count1h, F::Sum1h),
+        (F::Count24h, F::Sum24h),
+        (F::Count7d, F::Sum7d),
+    ];
+    for (i, (cf, sf)) in window_features.iter().enumerate() {
+        f.set(*cf, f64::from(counts[i]));
+        f.set(*sf, sums[i]);
+    }
+    f.set(F::MicroTx1h, f64::from(micro_1h));
+    if v.merchant != 0 {
+        f.set(
+            F::DistinctMerchants10m,
+            distinct_10m.unwrap_or(n_distinct) as f64,
+        );
+        f.set(F::DistinctMerchants1h, n_distinct as f64);
+    }
+    f.set_opt(F::MinAmount1m, min_1m);
+    f.set_opt(
+        F::SmallThenLargeRatio,
+        min_1m.map(|m| v.amount / m.max(0.01)),
+    );
+
+    let count = card.map_or(0, |c| c.count);
+    f.set(F::CardTxCount, count as f64);
+    let first_use = |known: bool| f64::from(u8::from(known));
+    match card {
+        None => {
+            f.set(F::Velocity24hRatio, 1.0);
+            if v.merchant != 0 {
+                f.set(F::MerchantNew, 1.0);
+            }
+            if v.category != 0 {
+                f.set(F::CategoryNew, 1.0);
+            }
+            if let (Some(p), Some(h)) = (v.loc, v.home) {
+                f.set(F::DistHomeKm, haversine_km(p.0, p.1, h.0, h.1));
+            }
+        }
+        Some(c) => {
+            let age_days = (t - c.first_ms).max(0) as f64 / DAY_MS as f64;
+            f.set(F::CardAgeDays, age_days);
+            if t >= c.last_ms {
+                f.set(F::SecsSincePrev, (t - c.last_ms) as f64 / 1000.0);
+            } else if let Some(p) = prev_ms {
+                f.set(F::SecsSincePrev, (t - p) as f64 / 1000.0);
+            }
+            f.set_opt(F::AmountZscore, z(v.log_amount, &c.log_amount, 3));
+            let mean = c.amount.mean.max(1.0);
+            f.set(F::AmountToMean, v.amount / mean);
+            f.set(F::AmountToMax, v.amount / c.max_amount.max(1.0));
+            let daily_rate = c.count as f64 / age_days.max(1.0);
+            f.set(
+                F::Velocity24hRatio,
+                (f64::from(counts[3]) + 1.0) / (daily_rate + 1.0),
+            );
+            f.set(F::Spend24hToMean, (sums[3] + v.amount) / mean);
+
+            if let Some(p) = v.loc {
+                if let Some(prev) = c.last_loc.filter(|l| l.ms <= t) {
+                    let d = haversine_km(prev.lat, prev.lon, p.0, p.1);
+                    let hours = ((t - prev.ms) as f64 / 1000.0).max(60.0) / 3600.0;
+                    f.set(F::DistPrevKm, d);
+                    f.set(F::SpeedKmh, d / hours);
+                }
+                if let Some(h) = v.home.or(c.home) {
+                    let d = haversine_km(p.0, p.1, h.0, h.1);
+                    f.set(F::DistHomeKm, d);
+                    if c.home_dist.n > 0 {
+                        f.set(F::DistHomeToTypical, d / (c.home_dist.mean + 1.0));
+                    }
+                }
+            }
+            if let Some(code) = v.country {
+                if !c.countries.is_empty() {
+                    f.set(F::CountryNew, first_use(!c.countries.contains(&code)));
+                }
+            }
+            if v.merchant != 0 {
+                f.set(
+                    F::MerchantNew,
+                    first_use(!c.merchants.contains(&v.merchant)),
+                );
+            }
+            if v.category != 0 {
+                let seen = c.categories.iter().find(|e| e.0 == v.category);
+                f.set(F::CategoryNew, first_use(seen.is_none()));
+                if c.categorised > 0 {
+                    let n = seen.map_or(0, |e| e.1);
+                    f.set(F::CategoryShare, f64::from(n) / c.categorised as f64);
+                }
+            }
+            if let Some(ch) = v.channel {
+                if c.channelled > 0 {
+                    let n = c.channels.get(ch).copied().unwrap_or(0);
+                    f.set(F::ChannelShare, n as f64 / c.channelled as f64);
+                }
+            }
+            if c.count >= 3 {
+                let mean_angle = c.hour_sin.atan2(c.hour_cos);
+                let angle = v.hour / 24.0 * std::f64::consts::TAU;
+                let diff = (angle - mean_angle).rem_euclid(std::f64::consts::TAU);
+                let circ = diff.min(std::f64::consts::TAU - diff);
+                f.set(F::HourDeviation, circ / std::f64::consts::TAU * 24.0);
+            }
+            f.set(F::CardNightShare, c.night as f64 / c.count as f64);
+        }
+    }
+
+    if v.merchant != 0 {
+        match merchant {
+            None => {
+                f.set(F::MerchantTxCount, 0.0);
+                f.set(F::MerchantTx1h, 0.0);
+                f.set(F::MerchantCards1h, 0.0);
+                f.set(F::MerchantActivity24h, 0.0);
+            }
+            Some(m) => {
+                f.set(F::MerchantTxCount, m.count as f64);
+                let mut cards = [0u32; crate::state::MAX_RECENT_PER_MERCHANT];
+                let mut n = 0usize;
+                for &(ms, card_key) in m.recent.iter().rev() {
+                    if ms > t {
+                        continue;
+                    }
+                    if t - ms >= HOUR_MS {
+                        break;
+                    }
+                    if let Some(slot) = cards.get_mut(n) {
+                        *slot = card_key;
+                        n += 1;
+                    }
+                }
+                f.set(F::MerchantTx1h, n as f64);
+                let seen = &mut cards[..n];
+                seen.sort_unstable();
+                let distinct =
+                    seen.windows(2).filter(|w| w[0] != w[1]).count() + usize::from(n > 0);
+                f.set(F::MerchantCards1h, distinct as f64);
+                let activity = m.activity * m.decay_factor(t);
+                f.set(F::MerchantActivity24h, activity);
+                if m.activity > 0.0 {
+                    f.set(F::MerchantNewCardShare, m.new_card / m.activity);
+                    f.set(F::MerchantHighAmountShare, m.high_amount / m.activity);
+                    f.set(F::MerchantMicroShare, m.micro / m.activity);
+                }
+                f.set_opt(F::MerchantAmountZscore, z(v.log_amount, &m.log_amount, 5));
+            }
+        }
+    }
+    if let Some(w) = cat {
+        f.set_opt(F::CategoryAmountZscore, z(v.log_amount, w, 20));
+    }
+    f
+}
+
+/// Fold the event into the card's state.
+fn apply_card(c: &mut CardState, v: &TxView<'_>, f: &Features) {
+    if c.count == 0 {
+        c.first_ms = v.ms;
+        c.last_ms = v.ms;
+    } else {
+        c.first_ms = c.first_ms.min(v.ms);
+        c.last_ms = c.last_ms.max(v.ms);
+    }
+    c.count += 1;
+    c.amount.push(v.amount);
+    c.log_amount.push(v.log_amount);
+    c.max_amount = c.max_amount.max(v.amount);
+    c.insert_recent(Recent {
+        ms: v.ms,
+        amount: v.amount as f32,
+        merchant: v.merchant,
+    });
+    if let Some((lat, lon)) = v.loc {
+        if c.last_loc.is_none_or(|l| v.ms >= l.ms) {
+            c.last_loc = Some(Located { ms: v.ms, lat, lon });
+        }
+    }
+    if let Some(h) = v.home {
+        c.home = Some(h);
+    }
+    if let Some(d) = f.get(Feature::DistHomeKm) {
+        c.home_dist.push(f64::from(d));
+    }
+    if v.merchant != 0 {
+        c.touch_merchant(v.merchant);
+    }
+    if v.category != 0 {
+        c.count_category(v.category);
+    }
+    if let Some(ch) = v.channel {
+        if let Some(n) = c.channels.get_mut(ch) {
+            *n += 1;
+            c.channelled += 1;
+        }
+    }
+    if let Some(code) = v.country {
+        c.see_country(code);
+    }
+    if v.night {
+        c.night += 1;
+    }
+    let angle = v.hour / 24.0 * std::f64::consts::TAU;
+    c.hour_sin += angle.sin();
+    c.hour_cos += angle.cos();
+    c.dirty = true;
+}
+
+/// Fold the event into the merchant's state.
+fn apply_merchant(m: &mut MerchantState, v: &TxView<'_>, f: &Features, card_key: u32) {
+    m.last_ms = if m.count == 0 {
+        v.ms
+    } else {
+        m.last_ms.max(v.ms)
+    };
+    m.count += 1;
+    m.log_amount.push(v.log_amount);
+    m.insert_recent(v.ms, card_key);
+    if v.ms > m.decay_ms {
+        let k = m.decay_factor(v.ms);
+        m.activity *= k;
+        m.new_card *= k;
+        m.high_amount *= k;
+        m.micro *= k;
+        m.decay_ms = v.ms;
+    }
+    m.activity += 1.0;
+    if f.get(Feature::MerchantNew) == Some(1.0) {
+        m.new_card += 1.0;
+    }
+    let high = f.get(Feature::CardTxCount).is_some_and(|n| n >= 3.0)
+        && f.get(Feature::AmountToMean).is_some_and(|r| r > 3.0);
+    if high {
+        m.high_amount += 1.0;
+    }
+    if v.amount < MICRO_AMOUNT {
+        m.micro += 1.0;
+    }
+    m.dirty = true;
+}

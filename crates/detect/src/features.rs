@@ -1,0 +1,289 @@
+//! The feature set: names, order, and the vector the engine produces per event.
+//!
+//! Every feature is computed by [`crate::Engine`] from the card's (and merchant's) state
+//! *before* the event is applied, so features use past events only. A feature that cannot
+//! be computed (the input lacks the field it needs, or there is no history yet) is
+//! *missing*, stored as `NaN`; the model routes missing values down a learned default
+//! branch and the rules treat them as "no evidence".
+//!
+//! The order of [`Feature::ALL`] is the column order of the model. Changing a feature's
+//! meaning, name or position changes the [`feature_set_fingerprint`], and models trained
+//! for another fingerprint refuse to load.
+
+use crate::hash::fnv1a64;
+
+/// Bumped whenever a feature's *semantics* change without its name changing.
+pub const FEATURE_SET_VERSION: u32 = 1;
+
+macro_rules! features {
+    ($( $(#[doc = $doc:literal])* $variant:ident = $name:literal, )*) => {
+        /// One model input. See the crate docs and `docs/detection.md` for definitions.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[repr(u8)]
+        pub enum Feature {
+            $( $(#[doc = $doc])* $variant, )*
+        }
+
+        impl Feature {
+            /// All features in model column order.
+            pub const ALL: &'static [Feature] = &[$(Feature::$variant,)*];
+
+            /// The stable snake_case name of the feature.
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $(Feature::$variant => $name,)*
+                }
+            }
+        }
+    };
+}
+
+features! {
+    /// Transaction amount (negative or non-finite amounts read as 0).
+    Amount = "amount",
+    /// `ln(1 + amount)`.
+    LogAmount = "log_amount",
+    /// Round-ness: 0 = has cents, 1 = whole units, 2 = multiple of 10, 3 = multiple of 100.
+    AmountRoundness = "amount_roundness",
+    /// Number of earlier transactions of the card (lifetime, in this engine's memory).
+    CardTxCount = "card_tx_count",
+    /// Days since the card's first transaction; missing for a card's first transaction.
+    CardAgeDays = "card_age_days",
+    /// Seconds since the card's previous transaction; missing without history.
+    SecsSincePrev = "secs_since_prev",
+    /// z-score of `ln(1+amount)` against the card's history; missing below 3 transactions.
+    AmountZscore = "amount_zscore",
+    /// Amount divided by the card's mean amount; missing without history.
+    AmountToMean = "amount_to_mean",
+    /// Amount divided by the card's largest earlier amount; missing without history.
+    AmountToMax = "amount_to_max",
+    /// Card transactions in the previous minute.
+    Count1m = "count_1m",
+    /// Card transactions in the previous 10 minutes.
+    Count10m = "count_10m",
+    /// Card transactions in the previous hour.
+    Count1h = "count_1h",
+    /// Card transactions in the previous 24 hours.
+    Count24h = "count_24h",
+    /// Card transactions in the previous 7 days.
+    Count7d = "count_7d",
+    /// Card spend in the previous minute.
+    Sum1m = "sum_1m",
+    /// Card spend in the previous 10 minutes.
+    Sum10m = "sum_10m",
+    /// Card spend in the previous hour.
+    Sum1h = "sum_1h",
+    /// Card spend in the previous 24 hours.
+    Sum24h = "sum_24h",
+    /// Card spend in the previous 7 days.
+    Sum7d = "sum_7d",
+    /// `(count_24h + 1) / (lifetime daily rate + 1)`: today's pace against the card's usual pace.
+    Velocity24hRatio = "velocity_24h_ratio",
+    /// `(sum_24h + amount) / mean amount`: today's spend in units of a typical transaction.
+    Spend24hToMean = "spend_24h_to_mean",
+    /// Distinct merchants in the previous 10 minutes, this one included; missing without merchant.
+    DistinctMerchants10m = "distinct_merchants_10m",
+    /// Distinct merchants in the previous hour, this one included; missing without merchant.
+    DistinctMerchants1h = "distinct_merchants_1h",
+    /// Card transactions below the micro amount (5.00) in the previous hour.
+    MicroTx1h = "micro_tx_1h",
+    /// Smallest card amount in the previous minute; missing if none.
+    MinAmount1m = "min_amount_1m",
+    /// Amount divided by the smallest amount in the previous minute; missing if none.
+    SmallThenLargeRatio = "small_then_large_ratio",
+    /// Kilometres from the previous located transaction; missing unless both are located.
+    DistPrevKm = "dist_prev_km",
+    /// Speed implied by `dist_prev_km` (km/h, time floored at one minute).
+    SpeedKmh = "speed_kmh",
+    /// Kilometres from the cardholder's home; missing without both positions.
+    DistHomeKm = "dist_home_km",
+    /// `dist_home_km / (card's mean distance from home + 1 km)`; missing without history.
+    DistHomeToTypical = "dist_home_to_typical",
+    /// 1 if the country was never seen on the card before, else 0; missing without country or history.
+    CountryNew = "country_new",
+    /// 1 if the card never used this merchant before (last 32 merchants remembered), else 0.
+    MerchantNew = "merchant_new",
+    /// 1 if the card never bought in this category before, else 0.
+    CategoryNew = "category_new",
+    /// Share of the card's earlier transactions in this category; missing without history.
+    CategoryShare = "category_share",
+    /// Channel code: 0 = pos, 1 = online, 2 = atm; missing if absent.
+    ChannelCode = "channel",
+    /// Share of the card's earlier transactions on this channel; missing without history.
+    ChannelShare = "channel_share",
+    /// Hour of day of the event time (UTC), fractional.
+    HourOfDay = "hour_of_day",
+    /// 1 between 22:00 and 06:00 (event time, UTC), else 0.
+    IsNight = "is_night",
+    /// Circular distance in hours between this hour and the card's mean hour; missing below 3 transactions.
+    HourDeviation = "hour_deviation",
+    /// Share of the card's earlier transactions at night; missing without history.
+    CardNightShare = "card_night_share",
+    /// Earlier transactions at this merchant (lifetime); missing without merchant.
+    MerchantTxCount = "merchant_tx_count",
+    /// Merchant transactions in the previous hour (all cards); missing without merchant.
+    MerchantTx1h = "merchant_tx_1h",
+    /// Distinct cards at the merchant in the previous hour; missing without merchant.
+    MerchantCards1h = "merchant_cards_1h",
+    /// Merchant activity: transactions with a 24 h exponential decay; missing without merchant.
+    MerchantActivity24h = "merchant_activity_24h",
+    /// Decayed share (24 h half-life) of the merchant's transactions that were a card's first visit.
+    MerchantNewCardShare = "merchant_new_card_share",
+    /// Decayed share of the merchant's transactions far above the card's own mean (> 3x).
+    MerchantHighAmountShare = "merchant_high_amount_share",
+    /// Decayed share of the merchant's transactions below the micro amount.
+    MerchantMicroShare = "merchant_micro_share",
+    /// z-score of `ln(1+amount)` against the merchant's history; missing below 5 transactions.
+    MerchantAmountZscore = "merchant_amount_zscore",
+    /// z-score of `ln(1+amount)` against all cards in this category; missing below 20 transactions.
+    CategoryAmountZscore = "category_amount_zscore",
+}
+
+/// Number of features the engine computes.
+pub const NUM_FEATURES: usize = Feature::ALL.len();
+
+impl Feature {
+    /// The feature at model column `index`, if any.
+    pub fn from_index(index: usize) -> Option<Feature> {
+        Feature::ALL.get(index).copied()
+    }
+
+    /// The feature called `name`, if any.
+    pub fn from_name(name: &str) -> Option<Feature> {
+        Feature::ALL.iter().copied().find(|f| f.name() == name)
+    }
+}
+
+/// Names of all features in model column order.
+pub fn feature_names() -> Vec<&'static str> {
+    Feature::ALL.iter().map(|f| f.name()).collect()
+}
+
+/// Fingerprint of a feature set: FNV-1a 64 over the version and the ordered names, as hex.
+pub fn fingerprint_of(version: u32, names: &[&str]) -> String {
+    let mut text = format!("v{version}");
+    for n in names {
+        text.push('\n');
+        text.push_str(n);
+    }
+    format!("{:016x}", fnv1a64(text.as_bytes()))
+}
+
+/// Fingerprint of the feature set this build computes.
+pub fn feature_set_fingerprint() -> String {
+    fingerprint_of(FEATURE_SET_VERSION, &feature_names())
+}
+
+/// The features of one event, in model column order; `NaN` means missing.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Features {
+    values: [f32; NUM_FEATURES],
+}
+
+impl Default for Features {
+    fn default() -> Self {
+        Self::missing()
+    }
+}
+
+impl Features {
+    /// A vector with every feature missing.
+    pub fn missing() -> Self {
+        Self {
+            values: [f32::NAN; NUM_FEATURES],
+        }
+    }
+
+    /// The value of `f`, or `None` when missing.
+    pub fn get(&self, f: Feature) -> Option<f32> {
+        let v = self.values[f as usize];
+        if v.is_nan() {
+            None
+        } else {
+            Some(v)
+        }
+    }
+
+    /// The raw value of `f` (`NaN` when missing).
+    pub fn raw(&self, f: Feature) -> f32 {
+        self.values[f as usize]
+    }
+
+    /// Set `f` to `v` (`f64` is narrowed to `f32`; non-finite values become missing).
+    pub fn set(&mut self, f: Feature, v: f64) {
+        let v = v as f32;
+        self.values[f as usize] = if v.is_finite() { v } else { f32::NAN };
+    }
+
+    /// Set `f` to `v`, or missing for `None`.
+    pub fn set_opt(&mut self, f: Feature, v: Option<f64>) {
+        match v {
+            Some(v) => self.set(f, v),
+            None => self.values[f as usize] = f32::NAN,
+        }
+    }
+
+    /// All values in model column order.
+    pub fn as_slice(&self) -> &[f32] {
+        &self.values
+    }
+
+    /// Build from a slice of exactly [`NUM_FEATURES`] values.
+    pub fn from_slice(values: &[f32]) -> Option<Self> {
+        let values: [f32; NUM_FEATURES] = values.try_into().ok()?;
+        Some(Self { values })
+    }
+
+    /// Whether two vectors are identical bit for bit (`NaN == NaN`).
+    pub fn bit_eq(&self, other: &Features) -> bool {
+        self.values
+            .iter()
+            .zip(other.values.iter())
+            .all(|(a, b)| a.to_bits() == b.to_bits())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_indexed() {
+        let names = feature_names();
+        let mut sorted = names.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), names.len(), "duplicate feature name");
+        for (i, f) in Feature::ALL.iter().enumerate() {
+            assert_eq!(*f as usize, i);
+            assert_eq!(Feature::from_index(i), Some(*f));
+            assert_eq!(Feature::from_name(f.name()), Some(*f));
+        }
+        assert_eq!(Feature::from_index(NUM_FEATURES), None);
+    }
+
+    #[test]
+    fn fingerprint_depends_on_order_names_and_version() {
+        let a = fingerprint_of(1, &["a", "b"]);
+        assert_eq!(a, fingerprint_of(1, &["a", "b"]));
+        assert_ne!(a, fingerprint_of(1, &["b", "a"]));
+        assert_ne!(a, fingerprint_of(1, &["a", "c"]));
+        assert_ne!(a, fingerprint_of(2, &["a", "b"]));
+        assert_eq!(feature_set_fingerprint().len(), 16);
+    }
+
+    #[test]
+    fn missing_values() {
+        let mut f = Features::missing();
+        assert_eq!(f.get(Feature::Amount), None);
+        f.set(Feature::Amount, 12.5);
+        assert_eq!(f.get(Feature::Amount), Some(12.5));
+        f.set(Feature::Amount, f64::INFINITY);
+        assert_eq!(f.get(Feature::Amount), None);
+        f.set_opt(Feature::Count1m, Some(2.0));
+        assert_eq!(f.get(Feature::Count1m), Some(2.0));
+        f.set_opt(Feature::Count1m, None);
+        assert_eq!(f.get(Feature::Count1m), None);
+        assert!(f.bit_eq(&f.clone()));
+    }
+}

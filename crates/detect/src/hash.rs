@@ -1,0 +1,45 @@
+//! Deterministic hashing used for compact identifiers stored in state.
+//!
+//! State must hash identically across processes and restarts (snapshots store the
+//! hashes), so this uses FNV-1a rather than the randomly seeded std hasher.
+
+/// 64-bit FNV-1a of `bytes`.
+pub(crate) fn fnv1a64(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// A non-zero 32-bit key for `s`; 0 is reserved for "unknown".
+pub(crate) fn key32(s: &str) -> u32 {
+    let h = fnv1a64(s.as_bytes());
+    let folded = (h ^ (h >> 32)) as u32;
+    if folded == 0 {
+        1
+    } else {
+        folded
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fnv_known_values() {
+        // Reference values of FNV-1a 64.
+        assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a64(b"foobar"), 0x8594_4171_f739_67e8);
+    }
+
+    #[test]
+    fn key32_is_never_zero_and_stable() {
+        assert_ne!(key32(""), 0);
+        assert_eq!(key32("merchant-1"), key32("merchant-1"));
+        assert_ne!(key32("merchant-1"), key32("merchant-2"));
+    }
+}

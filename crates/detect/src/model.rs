@@ -1,0 +1,259 @@
+//! The model file: a versioned, fingerprinted GBDT ensemble.
+//!
+//! JSON layout (format version 1):
+//!
+//! ```json
+//! {
+//!   "format_version": 1,
+//!   "feature_set": { "version": 1, "fingerprint": "…16 hex…", "names": ["amount", …] },
+//!   "base_margin": -4.2,
+//!   "trees": [ { "nodes": [[feature|-1, threshold, default_left, left, right, value], …] } ],
+//!   "meta": { "model_id": "…", "trained_rows": …, … }
+//! }
+//! ```
+//!
+//! Loading checks the format version, then that the feature set (fingerprint, names and
+//! order) is exactly the one this engine computes, then the tree structure.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::DetectError;
+use crate::features::{feature_names, feature_set_fingerprint, FEATURE_SET_VERSION, NUM_FEATURES};
+use crate::gbdt::{Ensemble, Node, Tree};
+use crate::hash::fnv1a64;
+
+/// The model file format this build writes and reads.
+pub const MODEL_FORMAT_VERSION: u32 = 1;
+
+/// Feature-set identity recorded in a model file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeatureSetInfo {
+    /// [`FEATURE_SET_VERSION`] at training time.
+    pub version: u32,
+    /// [`feature_set_fingerprint`] at training time.
+    pub fingerprint: String,
+    /// Feature names in column order.
+    pub names: Vec<String>,
+}
+
+impl FeatureSetInfo {
+    /// The feature set this build computes.
+    pub fn current() -> Self {
+        Self {
+            version: FEATURE_SET_VERSION,
+            fingerprint: feature_set_fingerprint(),
+            names: feature_names().into_iter().map(str::to_owned).collect(),
+        }
+    }
+}
+
+/// Facts about how a model was trained, kept in the file for humans and the dashboard.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ModelMeta {
+    /// Content hash of the trees (set on save).
+    pub model_id: String,
+    /// Training rows.
+    pub trained_rows: usize,
+    /// Positive training rows.
+    pub trained_positives: usize,
+    /// Validation rows.
+    pub validation_rows: usize,
+    /// Validation average precision.
+    pub validation_ap: Option<f64>,
+    /// Validation ROC AUC.
+    pub validation_auc: Option<f64>,
+    /// Positive-class weight used in training.
+    pub scale_pos_weight: f64,
+    /// Top features by split gain: (name, share of total gain).
+    pub importance: Vec<(String, f64)>,
+    /// Free-form note (e.g. the training command).
+    pub note: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct TreeRepr {
+    /// `[feature (-1 = leaf), threshold, default_left (0/1), left, right, value]`.
+    nodes: Vec<(i32, f32, u8, u32, u32, f32)>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ModelFile {
+    format_version: u32,
+    feature_set: FeatureSetInfo,
+    base_margin: f64,
+    trees: Vec<TreeRepr>,
+    #[serde(default)]
+    meta: ModelMeta,
+}
+
+/// A loaded model bound to this engine's feature set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Model {
+    ensemble: Ensemble,
+    meta: ModelMeta,
+    version: String,
+}
+
+fn tree_to_repr(t: &Tree) -> TreeRepr {
+    TreeRepr {
+        nodes: t
+            .nodes
+            .iter()
+            .map(|n| {
+                (
+                    n.feature.map_or(-1, i32::from),
+                    n.threshold,
+                    u8::from(n.default_left),
+                    n.left,
+                    n.right,
+                    n.value,
+                )
+            })
+            .collect(),
+    }
+}
+
+fn tree_from_repr(r: &TreeRepr) -> Result<Tree, DetectError> {
+    let mut nodes = Vec::with_capacity(r.nodes.len());
+    for &(f, threshold, dl, left, right, value) in &r.nodes {
+        let feature = match f {
+            -1 => None,
+            f => Some(
+                u16::try_from(f)
+                    .map_err(|_| DetectError::ModelInvalid(format!("feature index {f}")))?,
+            ),
+        };
+        nodes.push(Node {
+            feature,
+            threshold,
+            default_left: dl != 0,
+            left,
+            right,
+            value,
+        });
+    }
+    let tree = Tree { nodes };
+    tree.validate(NUM_FEATURES)
+        .map_err(DetectError::ModelInvalid)?;
+    Ok(tree)
+}
+
+fn content_id(base_margin: f64, trees: &[TreeRepr]) -> String {
+    let text = serde_json::to_string(trees).unwrap_or_default();
+    let h = fnv1a64(format!("{base_margin:e}|{text}").as_bytes());
+    format!("{h:016x}")
+}
+
+impl Model {
+    /// Wrap a trained ensemble (columns in [`crate::Feature::ALL`] order).
+    pub fn new(ensemble: Ensemble, mut meta: ModelMeta) -> Self {
+        let reprs: Vec<TreeRepr> = ensemble.trees.iter().map(tree_to_repr).collect();
+        meta.model_id = content_id(ensemble.base_margin, &reprs);
+        let version = version_string(&meta.model_id);
+        Self {
+            ensemble,
+            meta,
+            version,
+        }
+    }
+
+    /// The ensemble.
+    pub fn ensemble(&self) -> &Ensemble {
+        &self.ensemble
+    }
+
+    /// Training facts.
+    pub fn meta(&self) -> &ModelMeta {
+        &self.meta
+    }
+
+    /// Version string recorded in decisions: `gbdt-v<format>-<feature fingerprint 8>-<model id 8>`.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// The margin (log-odds) for a feature vector.
+    pub fn margin(&self, x: &[f32]) -> f64 {
+        self.ensemble.margin(x)
+    }
+
+    /// The margin, and per-feature contributions added into `contrib` (length
+    /// [`NUM_FEATURES`]); returns (margin, bias) where margin = bias + Σ contrib.
+    pub fn margin_with_contrib(&self, x: &[f32], contrib: &mut [f32]) -> (f64, f64) {
+        let mut margin = self.ensemble.base_margin;
+        let mut bias = self.ensemble.base_margin;
+        for t in &self.ensemble.trees {
+            margin += f64::from(t.predict_contrib(x, contrib));
+            bias += f64::from(t.nodes.first().map_or(0.0, |n| n.value));
+        }
+        (margin, bias)
+    }
+
+    /// Serialise to the JSON model file format.
+    pub fn to_json(&self) -> String {
+        let file = ModelFile {
+            format_version: MODEL_FORMAT_VERSION,
+            feature_set: FeatureSetInfo::current(),
+            base_margin: self.ensemble.base_margin,
+            trees: self.ensemble.trees.iter().map(tree_to_repr).collect(),
+            meta: self.meta.clone(),
+        };
+        serde_json::to_string(&file).unwrap_or_default()
+    }
+
+    /// Parse a model file, checking version, feature set and structure.
+    pub fn from_json(text: &str) -> Result<Self, DetectError> {
+        // Check the version before the full schema so old/new files fail clearly.
+        #[derive(Deserialize)]
+        struct Header {
+            format_version: u32,
+        }
+        let header: Header = serde_json::from_str(text)?;
+        if header.format_version != MODEL_FORMAT_VERSION {
+            return Err(DetectError::ModelVersion {
+                found: header.format_version,
+                supported: MODEL_FORMAT_VERSION,
+            });
+        }
+        let file: ModelFile = serde_json::from_str(text)?;
+        let current = FeatureSetInfo::current();
+        if file.feature_set != current {
+            return Err(DetectError::FeatureSetMismatch {
+                expected: current.fingerprint,
+                expected_count: current.names.len(),
+                found: file.feature_set.fingerprint,
+                found_count: file.feature_set.names.len(),
+            });
+        }
+        if !file.base_margin.is_finite() {
+            return Err(DetectError::ModelInvalid("non-finite base margin".into()));
+        }
+        let trees = file
+            .trees
+            .iter()
+            .map(tree_from_repr)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut meta = file.meta;
+        meta.model_id = content_id(file.base_margin, &file.trees);
+        let version = version_string(&meta.model_id);
+        Ok(Self {
+            ensemble: Ensemble {
+                base_margin: file.base_margin,
+                trees,
+                gain: Vec::new(),
+            },
+            meta,
+            version,
+        })
+    }
+}
+
+fn version_string(model_id: &str) -> String {
+    let fp = feature_set_fingerprint();
+    format!(
+        "gbdt-v{MODEL_FORMAT_VERSION}-{}-{}",
+        fp.get(..8).unwrap_or(&fp),
+        model_id.get(..8).unwrap_or(model_id)
+    )
+}

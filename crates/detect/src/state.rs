@@ -1,0 +1,512 @@
+//! Per-card, per-merchant and per-category state, and its binary encoding.
+//!
+//! All state is bounded: see the `MAX_*` constants and [`CardState::approx_bytes`].
+
+use std::collections::VecDeque;
+
+use crate::codec::{Reader, Writer};
+use crate::error::DecodeError;
+
+/// Longest sliding window (7 days) in milliseconds; older events are pruned.
+pub(crate) const HORIZON_MS: i64 = 7 * 24 * 3_600_000;
+/// Most recent events remembered per card. Window counts saturate at this value.
+pub const MAX_RECENT_PER_CARD: usize = 256;
+/// Distinct merchants remembered per card (least recently used forgotten first).
+pub const MAX_MERCHANTS_PER_CARD: usize = 32;
+/// Distinct categories remembered per card (rarest forgotten first).
+pub const MAX_CATEGORIES_PER_CARD: usize = 16;
+/// Distinct countries remembered per card.
+pub const MAX_COUNTRIES_PER_CARD: usize = 8;
+/// Merchant ring horizon (1 hour) in milliseconds.
+pub(crate) const MERCHANT_HORIZON_MS: i64 = 3_600_000;
+/// Most recent events remembered per merchant; merchant hourly counts saturate here.
+pub const MAX_RECENT_PER_MERCHANT: usize = 128;
+/// Time constant of the merchant's decayed shares and activity (24 h), milliseconds.
+pub(crate) const MERCHANT_TAU_MS: f64 = 24.0 * 3_600_000.0;
+
+/// Running mean and variance (Welford).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct Welford {
+    pub(crate) n: u64,
+    pub(crate) mean: f64,
+    pub(crate) m2: f64,
+}
+
+impl Welford {
+    pub(crate) fn push(&mut self, x: f64) {
+        self.n += 1;
+        let d = x - self.mean;
+        self.mean += d / self.n as f64;
+        self.m2 += d * (x - self.mean);
+    }
+
+    /// Population standard deviation.
+    pub(crate) fn std(&self) -> f64 {
+        if self.n == 0 {
+            0.0
+        } else {
+            (self.m2.max(0.0) / self.n as f64).sqrt()
+        }
+    }
+
+    fn encode(&self, w: &mut Writer) {
+        w.u64(self.n);
+        w.f64(self.mean);
+        w.f64(self.m2);
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(Self {
+            n: r.u64()?,
+            mean: r.f64()?,
+            m2: r.f64()?,
+        })
+    }
+}
+
+/// One remembered card event.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Recent {
+    pub(crate) ms: i64,
+    pub(crate) amount: f32,
+    /// [`crate::hash::key32`] of the merchant, 0 when unknown.
+    pub(crate) merchant: u32,
+}
+
+/// A located event.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Located {
+    pub(crate) ms: i64,
+    pub(crate) lat: f64,
+    pub(crate) lon: f64,
+}
+
+/// Everything the engine remembers about one card.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub(crate) struct CardState {
+    pub(crate) first_ms: i64,
+    pub(crate) last_ms: i64,
+    pub(crate) count: u64,
+    pub(crate) amount: Welford,
+    pub(crate) log_amount: Welford,
+    pub(crate) max_amount: f64,
+    /// Events of the last 7 days (relative to `last_ms`), ascending by time.
+    pub(crate) recent: VecDeque<Recent>,
+    pub(crate) last_loc: Option<Located>,
+    pub(crate) home: Option<(f64, f64)>,
+    pub(crate) home_dist: Welford,
+    /// Merchant keys, least recently used first.
+    pub(crate) merchants: Vec<u32>,
+    /// (category key, count).
+    pub(crate) categories: Vec<(u32, u32)>,
+    /// Transactions with a known category.
+    pub(crate) categorised: u64,
+    /// Counts per channel code (pos, online, atm).
+    pub(crate) channels: [u64; 3],
+    /// Transactions with a known channel.
+    pub(crate) channelled: u64,
+    /// Country codes seen (two ASCII bytes packed into a u16).
+    pub(crate) countries: Vec<u16>,
+    pub(crate) night: u64,
+    pub(crate) hour_sin: f64,
+    pub(crate) hour_cos: f64,
+    /// Changed since the last changelog drain (not encoded).
+    pub(crate) dirty: bool,
+}
+
+const CARD_RECORD_VERSION: u8 = 1;
+const MERCHANT_RECORD_VERSION: u8 = 1;
+
+impl CardState {
+    /// Approximate heap + inline bytes used by this card's state.
+    pub(crate) fn approx_bytes(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self.recent.capacity() * std::mem::size_of::<Recent>()
+            + self.merchants.capacity() * 4
+            + self.categories.capacity() * 8
+            + self.countries.capacity() * 2
+    }
+
+    pub(crate) fn encode(&self, w: &mut Writer) {
+        w.u8(CARD_RECORD_VERSION);
+        w.i64(self.first_ms);
+        w.i64(self.last_ms);
+        w.u64(self.count);
+        self.amount.encode(w);
+        self.log_amount.encode(w);
+        w.f64(self.max_amount);
+        w.len(self.recent.len());
+        for e in &self.recent {
+            w.i64(e.ms);
+            w.f32(e.amount);
+            w.u32(e.merchant);
+        }
+        match self.last_loc {
+            Some(l) => {
+                w.u8(1);
+                w.i64(l.ms);
+                w.f64(l.lat);
+                w.f64(l.lon);
+            }
+            None => w.u8(0),
+        }
+        match self.home {
+            Some((la, lo)) => {
+                w.u8(1);
+                w.f64(la);
+                w.f64(lo);
+            }
+            None => w.u8(0),
+        }
+        self.home_dist.encode(w);
+        w.len(self.merchants.len());
+        for &m in &self.merchants {
+            w.u32(m);
+        }
+        w.len(self.categories.len());
+        for &(k, c) in &self.categories {
+            w.u32(k);
+            w.u32(c);
+        }
+        w.u64(self.categorised);
+        for c in self.channels {
+            w.u64(c);
+        }
+        w.u64(self.channelled);
+        w.len(self.countries.len());
+        for &c in &self.countries {
+            w.u16(c);
+        }
+        w.u64(self.night);
+        w.f64(self.hour_sin);
+        w.f64(self.hour_cos);
+    }
+
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let version = r.u8()?;
+        if version != CARD_RECORD_VERSION {
+            return Err(DecodeError::UnsupportedVersion {
+                found: version,
+                supported: CARD_RECORD_VERSION,
+            });
+        }
+        let first_ms = r.i64()?;
+        let last_ms = r.i64()?;
+        let count = r.u64()?;
+        let amount = Welford::decode(r)?;
+        let log_amount = Welford::decode(r)?;
+        let max_amount = r.f64()?;
+        let n = r.len(MAX_RECENT_PER_CARD, "card recent events")?;
+        let mut recent = VecDeque::with_capacity(n);
+        let mut prev = i64::MIN;
+        for _ in 0..n {
+            let e = Recent {
+                ms: r.i64()?,
+                amount: r.f32()?,
+                merchant: r.u32()?,
+            };
+            if e.ms < prev {
+                return Err(DecodeError::Invalid("card recent events out of order"));
+            }
+            prev = e.ms;
+            recent.push_back(e);
+        }
+        let last_loc = match r.u8()? {
+            0 => None,
+            1 => Some(Located {
+                ms: r.i64()?,
+                lat: r.f64()?,
+                lon: r.f64()?,
+            }),
+            _ => return Err(DecodeError::Invalid("card last location tag")),
+        };
+        let home = match r.u8()? {
+            0 => None,
+            1 => Some((r.f64()?, r.f64()?)),
+            _ => return Err(DecodeError::Invalid("card home tag")),
+        };
+        let home_dist = Welford::decode(r)?;
+        let n = r.len(MAX_MERCHANTS_PER_CARD, "card merchants")?;
+        let mut merchants = Vec::with_capacity(n);
+        for _ in 0..n {
+            merchants.push(r.u32()?);
+        }
+        let n = r.len(MAX_CATEGORIES_PER_CARD, "card categories")?;
+        let mut categories = Vec::with_capacity(n);
+        for _ in 0..n {
+            categories.push((r.u32()?, r.u32()?));
+        }
+        let categorised = r.u64()?;
+        let channels = [r.u64()?, r.u64()?, r.u64()?];
+        let channelled = r.u64()?;
+        let n = r.len(MAX_COUNTRIES_PER_CARD, "card countries")?;
+        let mut countries = Vec::with_capacity(n);
+        for _ in 0..n {
+            countries.push(r.u16()?);
+        }
+        Ok(Self {
+            first_ms,
+            last_ms,
+            count,
+            amount,
+            log_amount,
+            max_amount,
+            recent,
+            last_loc,
+            home,
+            home_dist,
+            merchants,
+            categories,
+            categorised,
+            channels,
+            channelled,
+            countries,
+            night: r.u64()?,
+            hour_sin: r.f64()?,
+            hour_cos: r.f64()?,
+            dirty: false,
+        })
+    }
+
+    /// Remember `key` as the most recently used merchant.
+    pub(crate) fn touch_merchant(&mut self, key: u32) {
+        if let Some(pos) = self.merchants.iter().position(|&m| m == key) {
+            self.merchants.remove(pos);
+        } else if self.merchants.len() >= MAX_MERCHANTS_PER_CARD {
+            self.merchants.remove(0);
+        }
+        self.merchants.push(key);
+    }
+
+    /// Count one transaction in category `key`.
+    pub(crate) fn count_category(&mut self, key: u32) {
+        self.categorised += 1;
+        if let Some(e) = self.categories.iter_mut().find(|e| e.0 == key) {
+            e.1 = e.1.saturating_add(1);
+            return;
+        }
+        if self.categories.len() >= MAX_CATEGORIES_PER_CARD {
+            // Forget the rarest category (first one on ties, so the choice is deterministic).
+            if let Some(idx) = self
+                .categories
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, e)| e.1)
+                .map(|(i, _)| i)
+            {
+                self.categories.remove(idx);
+            }
+        }
+        self.categories.push((key, 1));
+    }
+
+    /// Remember a country code.
+    pub(crate) fn see_country(&mut self, code: u16) {
+        if !self.countries.contains(&code) {
+            if self.countries.len() >= MAX_COUNTRIES_PER_CARD {
+                self.countries.remove(0);
+            }
+            self.countries.push(code);
+        }
+    }
+
+    /// Insert an event keeping `recent` sorted by time (equal times keep arrival order),
+    /// then prune to the 7-day horizon and the size cap.
+    pub(crate) fn insert_recent(&mut self, e: Recent) {
+        let pos = self.recent.partition_point(|x| x.ms <= e.ms);
+        self.recent.insert(pos, e);
+        let cutoff = self.last_ms.saturating_sub(HORIZON_MS);
+        while self.recent.front().is_some_and(|x| x.ms <= cutoff) {
+            self.recent.pop_front();
+        }
+        while self.recent.len() > MAX_RECENT_PER_CARD {
+            self.recent.pop_front();
+        }
+    }
+}
+
+/// Everything the engine remembers about one merchant (or terminal).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub(crate) struct MerchantState {
+    pub(crate) count: u64,
+    pub(crate) last_ms: i64,
+    pub(crate) log_amount: Welford,
+    /// (time, card key) of the last hour, ascending by time.
+    pub(crate) recent: VecDeque<(i64, u32)>,
+    /// Time the decayed sums below were last brought up to date.
+    pub(crate) decay_ms: i64,
+    pub(crate) activity: f64,
+    pub(crate) new_card: f64,
+    pub(crate) high_amount: f64,
+    pub(crate) micro: f64,
+    pub(crate) dirty: bool,
+}
+
+impl MerchantState {
+    /// Approximate heap + inline bytes used by this merchant's state.
+    pub(crate) fn approx_bytes(&self) -> usize {
+        std::mem::size_of::<Self>() + self.recent.capacity() * 16
+    }
+
+    /// Decay factor to bring the decayed sums from `decay_ms` to `ms`.
+    pub(crate) fn decay_factor(&self, ms: i64) -> f64 {
+        let dt = ms.saturating_sub(self.decay_ms);
+        if dt <= 0 {
+            1.0
+        } else {
+            (-(dt as f64) / MERCHANT_TAU_MS).exp()
+        }
+    }
+
+    pub(crate) fn encode(&self, w: &mut Writer) {
+        w.u8(MERCHANT_RECORD_VERSION);
+        w.u64(self.count);
+        w.i64(self.last_ms);
+        self.log_amount.encode(w);
+        w.len(self.recent.len());
+        for &(ms, card) in &self.recent {
+            w.i64(ms);
+            w.u32(card);
+        }
+        w.i64(self.decay_ms);
+        w.f64(self.activity);
+        w.f64(self.new_card);
+        w.f64(self.high_amount);
+        w.f64(self.micro);
+    }
+
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let version = r.u8()?;
+        if version != MERCHANT_RECORD_VERSION {
+            return Err(DecodeError::UnsupportedVersion {
+                found: version,
+                supported: MERCHANT_RECORD_VERSION,
+            });
+        }
+        let count = r.u64()?;
+        let last_ms = r.i64()?;
+        let log_amount = Welford::decode(r)?;
+        let n = r.len(MAX_RECENT_PER_MERCHANT, "merchant recent events")?;
+        let mut recent = VecDeque::with_capacity(n);
+        let mut prev = i64::MIN;
+        for _ in 0..n {
+            let ms = r.i64()?;
+            if ms < prev {
+                return Err(DecodeError::Invalid("merchant recent events out of order"));
+            }
+            prev = ms;
+            recent.push_back((ms, r.u32()?));
+        }
+        Ok(Self {
+            count,
+            last_ms,
+            log_amount,
+            recent,
+            decay_ms: r.i64()?,
+            activity: r.f64()?,
+            new_card: r.f64()?,
+            high_amount: r.f64()?,
+            micro: r.f64()?,
+            dirty: false,
+        })
+    }
+
+    /// Insert `(ms, card)` keeping time order, then prune to one hour and the size cap.
+    pub(crate) fn insert_recent(&mut self, ms: i64, card: u32) {
+        let pos = self.recent.partition_point(|x| x.0 <= ms);
+        self.recent.insert(pos, (ms, card));
+        let cutoff = self.last_ms.saturating_sub(MERCHANT_HORIZON_MS);
+        while self.recent.front().is_some_and(|x| x.0 <= cutoff) {
+            self.recent.pop_front();
+        }
+        while self.recent.len() > MAX_RECENT_PER_MERCHANT {
+            self.recent.pop_front();
+        }
+    }
+}
+
+/// Encode a category's global statistics.
+pub(crate) fn encode_category(stats: &Welford, w: &mut Writer) {
+    w.u8(1);
+    stats.encode(w);
+}
+
+/// Decode a category's global statistics.
+pub(crate) fn decode_category(r: &mut Reader<'_>) -> Result<Welford, DecodeError> {
+    let version = r.u8()?;
+    if version != 1 {
+        return Err(DecodeError::UnsupportedVersion {
+            found: version,
+            supported: 1,
+        });
+    }
+    Welford::decode(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn welford_matches_two_pass() {
+        let xs = [2.0, 4.0, 4.0, 4.0, 5.0, 5.0, 7.0, 9.0];
+        let mut w = Welford::default();
+        for x in xs {
+            w.push(x);
+        }
+        assert!((w.mean - 5.0).abs() < 1e-12);
+        assert!((w.std() - 2.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn merchant_lru_and_category_eviction_are_bounded() {
+        let mut c = CardState::default();
+        for k in 1..=100u32 {
+            c.touch_merchant(k);
+            c.count_category(k);
+            c.see_country(k as u16);
+        }
+        assert_eq!(c.merchants.len(), MAX_MERCHANTS_PER_CARD);
+        assert_eq!(c.merchants.last(), Some(&100));
+        assert_eq!(c.merchants.first(), Some(&69));
+        assert_eq!(c.categories.len(), MAX_CATEGORIES_PER_CARD);
+        assert_eq!(c.countries.len(), MAX_COUNTRIES_PER_CARD);
+        c.touch_merchant(80);
+        assert_eq!(c.merchants.last(), Some(&80));
+        assert_eq!(c.merchants.len(), MAX_MERCHANTS_PER_CARD);
+    }
+
+    #[test]
+    fn recent_stays_sorted_and_pruned() {
+        let mut c = CardState {
+            last_ms: 10 * HORIZON_MS,
+            ..CardState::default()
+        };
+        c.insert_recent(Recent {
+            ms: 1,
+            amount: 1.0,
+            merchant: 0,
+        });
+        assert!(
+            c.recent.is_empty(),
+            "event older than the horizon is pruned"
+        );
+        for ms in [5, 3, 9, 3, 1] {
+            c.insert_recent(Recent {
+                ms: 10 * HORIZON_MS - ms,
+                amount: ms as f32,
+                merchant: 0,
+            });
+        }
+        let times: Vec<i64> = c.recent.iter().map(|e| 10 * HORIZON_MS - e.ms).collect();
+        assert_eq!(times, vec![9, 5, 3, 3, 1]);
+        for i in 0..1000 {
+            c.insert_recent(Recent {
+                ms: 10 * HORIZON_MS - 1000 + i,
+                amount: 1.0,
+                merchant: 0,
+            });
+        }
+        assert_eq!(c.recent.len(), MAX_RECENT_PER_CARD);
+    }
+}
