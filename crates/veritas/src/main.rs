@@ -1,1 +1,45 @@
-fn main() {}
+//! `veritas`: real-time card-fraud detection on Kafka, with an embedded Kafka-compatible broker.
+//!
+//! Every subcommand lives in its own module under `cmd/`; this file only parses the command
+//! line, sets up logging and dispatches.
+
+mod cmd;
+
+use clap::{Parser, Subcommand};
+
+/// Real-time card-fraud detection on Kafka.
+#[derive(Debug, Parser)]
+#[command(name = "veritas", version, about, propagate_version = true)]
+struct Cli {
+    /// Log filter (tracing `EnvFilter` syntax), e.g. `info` or `veritas_broker=debug`.
+    #[arg(long, global = true, env = "VERITAS_LOG", default_value = "info")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the embedded Kafka-compatible broker.
+    Broker(cmd::broker::BrokerArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Broker(args) => cmd::broker::run(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,615 @@
+//! Broker configuration and per-topic configuration.
+//!
+//! Topic configs use Apache Kafka's names and defaults (`retention.ms`, `segment.bytes`, …) so
+//! admin tools and clients behave as they would against Kafka. Only overrides are stored in a
+//! topic's metadata; everything else resolves to the broker default.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use veritas_log::{FlushPolicy, LogConfig, TimestampType};
+
+/// How the broker is run.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// Address to listen on. Loopback by default.
+    pub listen: SocketAddr,
+    /// `host:port` clients are told to connect to (Metadata). Defaults to the bound address.
+    pub advertised_listener: Option<(String, u16)>,
+    /// Directory holding topic metadata and partition logs.
+    pub data_dir: PathBuf,
+    /// This broker's node id (Kafka `node.id`).
+    pub node_id: i32,
+    /// Partitions of an auto-created topic (Kafka `num.partitions`, default 1).
+    pub default_partitions: i32,
+    /// Whether Metadata requests may create missing topics (Kafka `auto.create.topics.enable`).
+    pub auto_create_topics: bool,
+    /// Largest request frame accepted; larger frames close the connection (Kafka
+    /// `socket.request.max.bytes`, default 100 MiB).
+    pub max_frame_bytes: usize,
+    /// Most concurrent client connections; further connections are closed at once with a log line.
+    pub max_connections: usize,
+    /// A connection that sends nothing for this long is closed (Kafka `connections.max.idle.ms`).
+    pub idle_timeout: Duration,
+    /// Defaults for every topic's log (overridden per topic).
+    pub log_defaults: LogConfig,
+    /// How often retention and interval flushes run.
+    pub maintenance_interval: Duration,
+}
+
+impl BrokerConfig {
+    /// A configuration with Kafka's defaults, storing data under `data_dir`, listening on
+    /// `127.0.0.1:9092`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        BrokerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9092)),
+            advertised_listener: None,
+            data_dir: data_dir.into(),
+            node_id: 0,
+            default_partitions: 1,
+            auto_create_topics: true,
+            max_frame_bytes: 100 * 1024 * 1024,
+            max_connections: 1024,
+            idle_timeout: Duration::from_secs(600),
+            log_defaults: LogConfig::default(),
+            maintenance_interval: Duration::from_millis(250),
+        }
+    }
+}
+
+/// The kind of value a topic config key takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Long,
+    Int,
+    Str(&'static [&'static str]),
+    List(&'static [&'static str]),
+    Bool,
+    Double,
+}
+
+/// One topic config key we understand: its Kafka name, how its value is checked, and (for keys
+/// that only describe behaviour Kafka has and we do not need on one node) that it is accepted
+/// and reported but has no effect here.
+struct KeyDef {
+    name: &'static str,
+    kind: Kind,
+    min: i64,
+}
+
+/// Topic config keys accepted by CreateTopics / AlterConfigs, in Kafka's names. Keys outside
+/// this list are rejected with INVALID_CONFIG.
+const KEYS: &[KeyDef] = &[
+    KeyDef {
+        name: "cleanup.policy",
+        kind: Kind::List(&["delete", "compact"]),
+        min: 0,
+    },
+    KeyDef {
+        name: "compression.type",
+        kind: Kind::Str(&["producer"]),
+        min: 0,
+    },
+    KeyDef {
+        name: "delete.retention.ms",
+        kind: Kind::Long,
+        min: 0,
+    },
+    KeyDef {
+        name: "file.delete.delay.ms",
+        kind: Kind::Long,
+        min: 0,
+    },
+    KeyDef {
+        name: "flush.messages",
+        kind: Kind::Long,
+        min: 1,
+    },
+    KeyDef {
+        name: "flush.ms",
+        kind: Kind::Long,
+        min: 0,
+    },
+    KeyDef {
+        name: "index.interval.bytes",
+        kind: Kind::Int,
+        min: 0,
+    },
+    KeyDef {
+        name: "max.compaction.lag.ms",
+        kind: Kind::Long,
+        min: 1,
+    },
+    KeyDef {
+        name: "max.message.bytes",
+        kind: Kind::Int,
+        min: 0,
+    },
+    KeyDef {
+        name: "message.timestamp.type",
+        kind: Kind::Str(&["CreateTime", "LogAppendTime"]),
+        min: 0,
+    },
+    KeyDef {
+        name: "message.timestamp.difference.max.ms",
+        kind: Kind::Long,
+        min: 0,
+    },
+    KeyDef {
+        name: "min.cleanable.dirty.ratio",
+        kind: Kind::Double,
+        min: 0,
+    },
+    KeyDef {
+        name: "min.compaction.lag.ms",
+        kind: Kind::Long,
+        min: 0,
+    },
+    KeyDef {
+        name: "min.insync.replicas",
+        kind: Kind::Int,
+        min: 1,
+    },
+    KeyDef {
+        name: "preallocate",
+        kind: Kind::Bool,
+        min: 0,
+    },
+    KeyDef {
+        name: "retention.bytes",
+        kind: Kind::Long,
+        min: -1,
+    },
+    KeyDef {
+        name: "retention.ms",
+        kind: Kind::Long,
+        min: -1,
+    },
+    KeyDef {
+        name: "segment.bytes",
+        kind: Kind::Int,
+        min: 14,
+    },
+    KeyDef {
+        name: "segment.index.bytes",
+        kind: Kind::Int,
+        min: 4,
+    },
+    KeyDef {
+        name: "segment.jitter.ms",
+        kind: Kind::Long,
+        min: 0,
+    },
+    KeyDef {
+        name: "segment.ms",
+        kind: Kind::Long,
+        min: 1,
+    },
+    KeyDef {
+        name: "unclean.leader.election.enable",
+        kind: Kind::Bool,
+        min: 0,
+    },
+    KeyDef {
+        name: "message.downconversion.enable",
+        kind: Kind::Bool,
+        min: 0,
+    },
+];
+
+/// Why a topic config was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// The key is not a topic config we know.
+    #[error("unknown topic config '{0}'")]
+    UnknownKey(String),
+    /// The value does not parse or is out of range for the key.
+    #[error("invalid value '{value}' for topic config '{key}': {reason}")]
+    InvalidValue {
+        /// Config key.
+        key: String,
+        /// Offending value.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+fn check(key: &str, value: &str) -> Result<(), ConfigError> {
+    let def = KEYS
+        .iter()
+        .find(|d| d.name == key)
+        .ok_or_else(|| ConfigError::UnknownKey(key.to_owned()))?;
+    let invalid = |reason: String| ConfigError::InvalidValue {
+        key: key.to_owned(),
+        value: value.to_owned(),
+        reason,
+    };
+    match def.kind {
+        Kind::Long | Kind::Int => {
+            let v: i64 = value
+                .trim()
+                .parse()
+                .map_err(|_| invalid("not an integer".into()))?;
+            if def.kind == Kind::Int && i32::try_from(v).is_err() {
+                return Err(invalid("out of range for a 32-bit integer".into()));
+            }
+            if v < def.min {
+                return Err(invalid(format!("must be at least {}", def.min)));
+            }
+        }
+        Kind::Double => {
+            let v: f64 = value
+                .trim()
+                .parse()
+                .map_err(|_| invalid("not a number".into()))?;
+            if !(0.0..=1.0).contains(&v) {
+                return Err(invalid("must be between 0 and 1".into()));
+            }
+        }
+        Kind::Bool => {
+            if !matches!(value.trim(), "true" | "false") {
+                return Err(invalid("must be true or false".into()));
+            }
+        }
+        Kind::Str(allowed) => {
+            if !allowed.contains(&value.trim()) {
+                return Err(invalid(format!("must be one of {allowed:?}")));
+            }
+        }
+        Kind::List(allowed) => {
+            let items: Vec<&str> = value.split(',').map(str::trim).collect();
+            if items.is_empty() || items.iter().any(|i| !allowed.contains(i)) {
+                return Err(invalid(format!("must be a list of {allowed:?}")));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A topic's config overrides (only keys set explicitly), validated.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct TopicConfig {
+    overrides: BTreeMap<String, String>,
+}
+
+/// Where a described config value comes from (Kafka's `ConfigSource`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigSource {
+    /// Set on the topic.
+    Topic = 1,
+    /// The broker's static configuration (flags).
+    StaticBroker = 4,
+    /// Kafka's built-in default.
+    Default = 5,
+}
+
+/// One described config entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigEntry {
+    /// Key.
+    pub name: String,
+    /// Effective value.
+    pub value: String,
+    /// Where it comes from.
+    pub source: ConfigSource,
+}
+
+impl TopicConfig {
+    /// Builds a config from `key=value` pairs, validating each.
+    pub fn from_pairs<'a>(
+        pairs: impl IntoIterator<Item = (&'a str, Option<&'a str>)>,
+    ) -> Result<Self, ConfigError> {
+        let mut cfg = TopicConfig::default();
+        for (k, v) in pairs {
+            cfg.set(k, v)?;
+        }
+        Ok(cfg)
+    }
+
+    /// Sets (or with `None`, removes) one override after validating it.
+    pub fn set(&mut self, key: &str, value: Option<&str>) -> Result<(), ConfigError> {
+        match value {
+            Some(v) => {
+                check(key, v)?;
+                self.overrides.insert(key.to_owned(), v.trim().to_owned());
+            }
+            None => {
+                if !KEYS.iter().any(|d| d.name == key) {
+                    return Err(ConfigError::UnknownKey(key.to_owned()));
+                }
+                self.overrides.remove(key);
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends to a list-valued key (IncrementalAlterConfigs APPEND).
+    pub fn append(
+        &mut self,
+        key: &str,
+        value: &str,
+        defaults: &LogConfig,
+    ) -> Result<(), ConfigError> {
+        let current = self
+            .effective(key, defaults)
+            .map(|e| e.value)
+            .unwrap_or_default();
+        let mut items: Vec<String> = current
+            .split(',')
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect();
+        for v in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            if !items.iter().any(|i| i == v) {
+                items.push(v.to_owned());
+            }
+        }
+        self.set(key, Some(&items.join(",")))
+    }
+
+    /// Removes values from a list-valued key (IncrementalAlterConfigs SUBTRACT).
+    pub fn subtract(
+        &mut self,
+        key: &str,
+        value: &str,
+        defaults: &LogConfig,
+    ) -> Result<(), ConfigError> {
+        let current = self
+            .effective(key, defaults)
+            .map(|e| e.value)
+            .unwrap_or_default();
+        let remove: Vec<&str> = value.split(',').map(str::trim).collect();
+        let items: Vec<&str> = current
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty() && !remove.contains(s))
+            .collect();
+        self.set(key, Some(&items.join(",")))
+    }
+
+    /// The overrides, for persistence and display.
+    pub fn overrides(&self) -> &BTreeMap<String, String> {
+        &self.overrides
+    }
+
+    /// Kafka's `ConfigType` code for a key (DescribeConfigs v3+): 1 boolean, 2 string, 3 int,
+    /// 5 long, 6 double, 7 list; 0 (unknown) for keys we do not know.
+    pub fn config_type(key: &str) -> i8 {
+        match KEYS.iter().find(|d| d.name == key).map(|d| d.kind) {
+            Some(Kind::Bool) => 1,
+            Some(Kind::Str(_)) => 2,
+            Some(Kind::Int) => 3,
+            Some(Kind::Long) => 5,
+            Some(Kind::Double) => 6,
+            Some(Kind::List(_)) => 7,
+            None => 0,
+        }
+    }
+
+    /// Whether `key` is a topic config key we know.
+    pub fn is_known_key(key: &str) -> bool {
+        KEYS.iter().any(|d| d.name == key)
+    }
+
+    /// The effective value of one key, or `None` for an unknown key.
+    pub fn effective(&self, key: &str, defaults: &LogConfig) -> Option<ConfigEntry> {
+        if !Self::is_known_key(key) {
+            return None;
+        }
+        if let Some(v) = self.overrides.get(key) {
+            return Some(ConfigEntry {
+                name: key.to_owned(),
+                value: v.clone(),
+                source: ConfigSource::Topic,
+            });
+        }
+        let (value, source) = default_value(key, defaults);
+        Some(ConfigEntry {
+            name: key.to_owned(),
+            value,
+            source,
+        })
+    }
+
+    /// Every known key with its effective value, sorted by name.
+    pub fn describe(&self, defaults: &LogConfig) -> Vec<ConfigEntry> {
+        KEYS.iter()
+            .filter_map(|d| self.effective(d.name, defaults))
+            .collect()
+    }
+
+    /// Whether retention deletes old segments (`cleanup.policy` contains `delete`).
+    pub fn deletes(&self) -> bool {
+        self.overrides
+            .get("cleanup.policy")
+            .map(|p| p.split(',').any(|s| s.trim() == "delete"))
+            .unwrap_or(true)
+    }
+
+    /// The log configuration these overrides give on top of the broker defaults.
+    pub fn log_config(&self, defaults: &LogConfig) -> LogConfig {
+        let mut c = defaults.clone();
+        let num = |k: &str| self.overrides.get(k).and_then(|v| v.parse::<i64>().ok());
+        if let Some(v) = num("segment.bytes") {
+            c.segment_bytes = v.max(1) as u64;
+        }
+        if let Some(v) = num("segment.ms") {
+            c.segment_ms = v;
+        }
+        if let Some(v) = num("retention.ms") {
+            c.retention_ms = v;
+        }
+        if let Some(v) = num("retention.bytes") {
+            c.retention_bytes = v;
+        }
+        if let Some(v) = num("index.interval.bytes") {
+            c.index_interval_bytes = v.clamp(0, u32::MAX as i64) as u32;
+        }
+        if let Some(v) = num("max.message.bytes") {
+            c.max_batch_bytes = v.clamp(0, u32::MAX as i64) as u32;
+        }
+        if let Some(v) = self.overrides.get("message.timestamp.type") {
+            c.timestamp_type = if v == "LogAppendTime" {
+                TimestampType::LogAppendTime
+            } else {
+                TimestampType::CreateTime
+            };
+        }
+        // Kafka's flush.messages=1 means "fsync every append"; flush.ms sets an interval.
+        let flush_messages = num("flush.messages");
+        let flush_ms = num("flush.ms");
+        if flush_messages.is_some() || flush_ms.is_some() {
+            let mut policy: FlushPolicy = c.flush.clone();
+            if flush_messages == Some(1) {
+                policy.every_bytes = Some(0);
+            }
+            if let Some(ms) = flush_ms {
+                policy.interval_ms = Some(ms.max(0) as u64);
+            }
+            c.flush = policy;
+        }
+        if !self.deletes() {
+            // Compacted-only topics keep everything (compaction itself is not implemented; see
+            // ARCHITECTURE.md), so time and size retention do not apply.
+            c.retention_ms = -1;
+            c.retention_bytes = -1;
+        }
+        c
+    }
+}
+
+fn default_value(key: &str, d: &LogConfig) -> (String, ConfigSource) {
+    let kafka_default = |v: &str| (v.to_owned(), ConfigSource::Default);
+    let broker = |v: String| (v, ConfigSource::StaticBroker);
+    let ref_default = LogConfig::default();
+    let from = |mine: String, kafka: String| {
+        if mine == kafka {
+            (mine, ConfigSource::Default)
+        } else {
+            broker(mine)
+        }
+    };
+    match key {
+        "cleanup.policy" => kafka_default("delete"),
+        "compression.type" => kafka_default("producer"),
+        "delete.retention.ms" => kafka_default("86400000"),
+        "file.delete.delay.ms" => kafka_default("60000"),
+        "flush.messages" => {
+            if d.flush.every_bytes == Some(0) {
+                broker("1".into())
+            } else {
+                kafka_default("9223372036854775807")
+            }
+        }
+        "flush.ms" => match d.flush.interval_ms {
+            Some(ms) => broker(ms.to_string()),
+            None => kafka_default("9223372036854775807"),
+        },
+        "index.interval.bytes" => from(
+            d.index_interval_bytes.to_string(),
+            ref_default.index_interval_bytes.to_string(),
+        ),
+        "max.compaction.lag.ms" => kafka_default("9223372036854775807"),
+        "max.message.bytes" => from(
+            d.max_batch_bytes.to_string(),
+            ref_default.max_batch_bytes.to_string(),
+        ),
+        "message.timestamp.type" => match d.timestamp_type {
+            TimestampType::LogAppendTime => broker("LogAppendTime".into()),
+            _ => kafka_default("CreateTime"),
+        },
+        "message.timestamp.difference.max.ms" => kafka_default("9223372036854775807"),
+        "min.cleanable.dirty.ratio" => kafka_default("0.5"),
+        "min.compaction.lag.ms" => kafka_default("0"),
+        "min.insync.replicas" => kafka_default("1"),
+        "preallocate" => kafka_default("false"),
+        "retention.bytes" => from(
+            d.retention_bytes.to_string(),
+            ref_default.retention_bytes.to_string(),
+        ),
+        "retention.ms" => from(
+            d.retention_ms.to_string(),
+            ref_default.retention_ms.to_string(),
+        ),
+        "segment.bytes" => from(
+            d.segment_bytes.to_string(),
+            ref_default.segment_bytes.to_string(),
+        ),
+        "segment.index.bytes" => kafka_default("10485760"),
+        "segment.jitter.ms" => kafka_default("0"),
+        "segment.ms" => from(d.segment_ms.to_string(), ref_default.segment_ms.to_string()),
+        "unclean.leader.election.enable" => kafka_default("false"),
+        "message.downconversion.enable" => kafka_default("true"),
+        _ => kafka_default(""),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validates_known_keys_and_rejects_unknown() {
+        let ok = TopicConfig::from_pairs([
+            ("retention.ms", Some("1000")),
+            ("cleanup.policy", Some("compact,delete")),
+        ]);
+        assert!(ok.is_ok());
+        assert_eq!(
+            TopicConfig::from_pairs([("retention.mss", Some("1"))]),
+            Err(ConfigError::UnknownKey("retention.mss".into()))
+        );
+        assert!(matches!(
+            TopicConfig::from_pairs([("segment.bytes", Some("abc"))]),
+            Err(ConfigError::InvalidValue { .. })
+        ));
+        assert!(matches!(
+            TopicConfig::from_pairs([("retention.ms", Some("-5"))]),
+            Err(ConfigError::InvalidValue { .. })
+        ));
+    }
+
+    #[test]
+    fn overrides_reach_the_log_config() {
+        let d = LogConfig::default();
+        let c = TopicConfig::from_pairs([
+            ("retention.ms", Some("1234")),
+            ("segment.bytes", Some("4096")),
+            ("message.timestamp.type", Some("LogAppendTime")),
+        ])
+        .unwrap_or_default();
+        let l = c.log_config(&d);
+        assert_eq!(l.retention_ms, 1234);
+        assert_eq!(l.segment_bytes, 4096);
+        assert_eq!(l.timestamp_type, TimestampType::LogAppendTime);
+        let described = c.describe(&d);
+        let r = described.iter().find(|e| e.name == "retention.ms");
+        assert_eq!(
+            r.map(|e| (e.value.as_str(), e.source)),
+            Some(("1234", ConfigSource::Topic))
+        );
+        let p = described.iter().find(|e| e.name == "cleanup.policy");
+        assert_eq!(p.map(|e| e.source), Some(ConfigSource::Default));
+    }
+
+    #[test]
+    fn incremental_list_operations() {
+        let d = LogConfig::default();
+        let mut c = TopicConfig::default();
+        c.append("cleanup.policy", "compact", &d).unwrap_or(());
+        assert_eq!(
+            c.overrides().get("cleanup.policy").map(String::as_str),
+            Some("delete,compact")
+        );
+        c.subtract("cleanup.policy", "delete", &d).unwrap_or(());
+        assert_eq!(
+            c.overrides().get("cleanup.policy").map(String::as_str),
+            Some("compact")
+        );
+        assert!(!c.deletes());
+    }
+}
