@@ -51,7 +51,7 @@
 //!   `max.message.bytes`, recordCount = lastOffsetDelta + 1, producer sequence) before
 //!   anything is written, and it is written with one positional write.
 //! - Every byte read from disk is untrusted: no panic on any file content
-//!   ([`fuzz_recover`] checks this under a fuzzer).
+//!   (`fuzz_recover`, with the `test-util` feature, checks this under a fuzzer).
 //!
 //! ## Idempotent producers
 //!

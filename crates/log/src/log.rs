@@ -304,8 +304,13 @@ impl Log {
         if dir_dirty || !recovered.is_empty() {
             sync_dir(dir)?;
         }
-        write_offset(dir, RECOVERY_POINT_FILE, log_end)?;
-        write_offset(dir, LOG_START_OFFSET_FILE, log_start)?;
+        // Everything below the log end is now durable (trusted, or recovered and fsync'ed).
+        if read_offset(dir, RECOVERY_POINT_FILE) != Some(log_end) {
+            write_offset(dir, RECOVERY_POINT_FILE, log_end)?;
+        }
+        if start_ckpt != Some(log_start) {
+            write_offset(dir, LOG_START_OFFSET_FILE, log_start)?;
+        }
         tracing::debug!(
             dir = %dir.display(),
             log_start,
@@ -656,13 +661,14 @@ impl Log {
             self.log_end.load(Ordering::Acquire)
         };
         let rp = self.recovery_point.load(Ordering::Acquire);
-        if end <= rp {
+        let segs = self.snapshot();
+        if end <= rp && !segs.iter().any(|s| s.index_unsynced()) {
             return Ok(());
         }
-        let segs = self.snapshot();
         let last = segs.len().saturating_sub(1);
         for (i, seg) in segs.iter().enumerate() {
-            if seg.next_offset() <= rp || (seg.base_offset >= end && i > 0) {
+            let data_flushed = seg.next_offset() <= rp || (seg.base_offset >= end && i > 0);
+            if data_flushed && !seg.index_unsynced() {
                 continue;
             }
             let active = i == last;
@@ -823,13 +829,15 @@ impl Log {
                 log_end: end,
             });
         }
-        if offset <= start {
-            return Ok(start);
+        let new_start = offset.max(start);
+        if new_start > start {
+            self.log_start.store(new_start, Ordering::Release);
+            write_offset(&self.dir, LOG_START_OFFSET_FILE, new_start)?;
         }
-        self.log_start.store(offset, Ordering::Release);
-        write_offset(&self.dir, LOG_START_OFFSET_FILE, offset)?;
+        // Also collects segments that fell wholly below the start when a roll made them
+        // inactive after an earlier call.
         let mut out = RetentionOutcome::default();
-        self.delete_prefix(&w, false, |s| s.next_offset() <= offset, &mut out)?;
+        self.delete_prefix(&w, false, |s| s.next_offset() <= new_start, &mut out)?;
         Ok(self.log_start_offset())
     }
 

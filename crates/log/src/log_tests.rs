@@ -764,3 +764,33 @@ fn delete_removes_directory() {
     log.delete().unwrap();
     assert!(!dir.exists());
 }
+
+#[test]
+fn log_is_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Log>();
+}
+
+#[test]
+fn flush_after_roll_syncs_index_files_of_flushed_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = batch(1, 100, T0);
+    let log = open(
+        dir.path(),
+        LogConfig {
+            segment_bytes: (one.len() * 2) as u64,
+            index_interval_bytes: 1,
+            ..cfg()
+        },
+    );
+    log.append(&one, T0).unwrap();
+    log.append(&one, T0).unwrap();
+    log.flush().unwrap();
+    // The roll writes the (already flushed) segment's indexes; the next flush must sync them
+    // even though no new data needs syncing.
+    log.append(&one, T0).unwrap();
+    let first = Arc::clone(&log.snapshot()[0]);
+    assert!(first.index_unsynced());
+    log.flush().unwrap();
+    assert!(!first.index_unsynced());
+}

@@ -8,7 +8,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
@@ -139,6 +139,8 @@ pub(crate) struct Segment {
     next_offset: AtomicI64,
     pub state: RwLock<SegState>,
     persist_lock: Mutex<()>,
+    /// Index files were written since they were last fsync'ed.
+    index_unsynced: AtomicBool,
 }
 
 impl Segment {
@@ -175,6 +177,7 @@ impl Segment {
             next_offset: AtomicI64::new(base_offset),
             state: RwLock::new(state),
             persist_lock: Mutex::new(()),
+            index_unsynced: AtomicBool::new(false),
         })
     }
 
@@ -194,7 +197,13 @@ impl Segment {
             next_offset: AtomicI64::new(base_offset),
             state: RwLock::new(SegState::new()),
             persist_lock: Mutex::new(()),
+            index_unsynced: AtomicBool::new(false),
         })
+    }
+
+    /// True if index files were written but not fsync'ed since.
+    pub fn index_unsynced(&self) -> bool {
+        self.index_unsynced.load(Ordering::Acquire)
     }
 
     /// Bytes of complete batches.
@@ -299,6 +308,7 @@ impl Segment {
                 st.time_index.entries.len(),
             )
         };
+        self.index_unsynced.store(true, Ordering::Release);
         write_tail(
             &self.index_path,
             (o_from * OFFSET_ENTRY_SIZE) as u64,
@@ -321,12 +331,17 @@ impl Segment {
     /// Fsyncs the data file, and with `with_indexes` the index files too.
     pub fn sync(&self, with_indexes: bool) -> io::Result<()> {
         self.file.sync_data()?;
-        if with_indexes {
+        if with_indexes && self.index_unsynced.swap(false, Ordering::AcqRel) {
             for p in [&self.index_path, &self.time_index_path] {
                 match File::open(p) {
-                    Ok(f) => f.sync_all()?,
+                    Ok(f) => f.sync_all().inspect_err(|_| {
+                        self.index_unsynced.store(true, Ordering::Release);
+                    })?,
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(e),
+                    Err(e) => {
+                        self.index_unsynced.store(true, Ordering::Release);
+                        return Err(e);
+                    }
                 }
             }
         }
