@@ -119,11 +119,13 @@ pub fn encode_response<M: Encodable>(
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
     let start = out.len();
     out.put_i32(0);
-    header
+    let encoded = header
         .encode(out, header_version)
-        .map_err(|e| EncodeError(e.to_string()))?;
-    body.encode(out, version)
-        .map_err(|e| EncodeError(e.to_string()))?;
+        .and_then(|()| body.encode(out, version));
+    if let Err(e) = encoded {
+        out.truncate(start); // never leave half a frame behind
+        return Err(EncodeError(e.to_string()));
+    }
     let size = out.len() - start - 4;
     let size = i32::try_from(size).map_err(|_| EncodeError("response too large".into()))?;
     out[start..start + 4].copy_from_slice(&size.to_be_bytes());

@@ -69,7 +69,8 @@ pub async fn handle(ctx: &Ctx<'_>, req: DescribeConfigsRequest) -> DescribeConfi
                     return r;
                 }
             };
-            let wanted: Option<Vec<StrBytes>> = res.configuration_keys;
+            // Null asks for every key; so does an empty list (asking for none is never useful).
+            let wanted: Option<Vec<StrBytes>> = res.configuration_keys.filter(|k| !k.is_empty());
             r.configs = entries
                 .into_iter()
                 .filter(|(e, _, _)| {

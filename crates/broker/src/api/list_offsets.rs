@@ -49,7 +49,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: ListOffsetsRequest) -> ListOffsetsRespon
                         Some(_) if p.current_leader_epoch > 0 => {
                             r.with_error_code(ResponseError::UnknownLeaderEpoch.code())
                         }
-                        Some(partition) => lookup(&partition, p.timestamp, r),
+                        Some(partition) => lookup(&partition, p.timestamp, ctx.version, r),
                     }
                 })
                 .collect();
@@ -65,9 +65,12 @@ pub async fn handle(ctx: &Ctx<'_>, req: ListOffsetsRequest) -> ListOffsetsRespon
 pub fn lookup(
     p: &Partition,
     timestamp: i64,
+    version: i16,
     mut r: ListOffsetsPartitionResponse,
 ) -> ListOffsetsPartitionResponse {
-    r.leader_epoch = 0;
+    if version >= 4 {
+        r.leader_epoch = 0; // the field exists from v4; earlier versions must leave it at -1
+    }
     match timestamp {
         EARLIEST => r.offset = p.log.log_start_offset(),
         LATEST => r.offset = p.log.log_end_offset(),
