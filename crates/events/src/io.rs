@@ -139,10 +139,58 @@ impl<R: BufRead> Iterator for JsonlReader<R> {
     }
 }
 
+/// Counts the newlines that pass through it, so that a record's byte offset can be
+/// turned into a line number (the CSV parser skips blank lines without counting them).
+#[derive(Debug)]
+struct LineCounter<R> {
+    inner: R,
+    /// Bytes read so far.
+    offset: u64,
+    /// Newlines before the last record asked about.
+    counted: u64,
+    /// Offsets of newlines read but not counted yet.
+    pending: std::collections::VecDeque<u64>,
+}
+
+impl<R: Read> Read for LineCounter<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        for (i, &b) in buf.iter().take(n).enumerate() {
+            if b == b'\n' {
+                self.pending.push_back(self.offset + i as u64);
+            }
+        }
+        self.offset += n as u64;
+        Ok(n)
+    }
+}
+
+impl<R> LineCounter<R> {
+    /// The 1-based line on which a record starts, given the reader's byte offset just
+    /// after it and the number of newlines quoted inside it. Offsets must not decrease
+    /// from one call to the next.
+    ///
+    /// Counting back from the end is exact even when blank lines precede the record
+    /// (the parser reports a start offset *before* them).
+    fn record_line(&mut self, end: u64, embedded: u64) -> u64 {
+        let mut last = None;
+        while let Some(&nl) = self.pending.front() {
+            if nl >= end {
+                break;
+            }
+            self.pending.pop_front();
+            self.counted += 1;
+            last = Some(nl);
+        }
+        let terminated = u64::from(last.is_some_and(|nl| nl + 1 == end));
+        (self.counted + 1).saturating_sub(terminated + embedded)
+    }
+}
+
 /// Streaming reader of labelled CSV.
 #[derive(Debug)]
 pub struct CsvReader<R> {
-    inner: csv::Reader<R>,
+    inner: csv::Reader<LineCounter<R>>,
     /// For each of [`CSV_COLUMNS`], its index in the file's header.
     columns: [Option<usize>; CSV_COLUMNS.len()],
     header_len: usize,
@@ -158,7 +206,12 @@ impl<R: Read> CsvReader<R> {
         let mut inner = csv::ReaderBuilder::new()
             .has_headers(true)
             .flexible(true)
-            .from_reader(inner);
+            .from_reader(LineCounter {
+                inner,
+                offset: 0,
+                counted: 0,
+                pending: std::collections::VecDeque::new(),
+            });
         let mut columns = [None; CSV_COLUMNS.len()];
         let mut header_len = 0;
         let mut pending = None;
@@ -291,7 +344,13 @@ impl<R: Read> Iterator for CsvReader<R> {
                     return None;
                 }
                 Ok(true) => {
-                    let line = self.record.position().map_or(0, |p| p.line());
+                    let end = self.inner.position().byte();
+                    let embedded = self
+                        .record
+                        .iter()
+                        .map(|f| f.iter().filter(|&&b| b == b'\n').count() as u64)
+                        .sum();
+                    let line = self.inner.get_mut().record_line(end, embedded);
                     // Skip rows that are entirely empty (e.g. a trailing blank line).
                     if self.record.iter().all(|f| f.trim_ascii().is_empty()) {
                         continue;
@@ -423,7 +482,7 @@ pub enum LabelledReader {
     /// A `.jsonl` file.
     Jsonl(JsonlReader<BufReader<File>>),
     /// A `.csv` file.
-    Csv(CsvReader<File>),
+    Csv(Box<CsvReader<File>>),
 }
 
 impl LabelledReader {
@@ -436,7 +495,7 @@ impl LabelledReader {
             FileFormat::Jsonl => {
                 LabelledReader::Jsonl(JsonlReader::new(BufReader::with_capacity(1 << 16, file)))
             }
-            FileFormat::Csv => LabelledReader::Csv(CsvReader::new(file)),
+            FileFormat::Csv => LabelledReader::Csv(Box::new(CsvReader::new(file))),
         })
     }
 }
@@ -458,7 +517,7 @@ pub enum LabelledWriter {
     /// A `.jsonl` file.
     Jsonl(JsonlWriter<BufWriter<File>>),
     /// A `.csv` file.
-    Csv(CsvWriter<File>),
+    Csv(Box<CsvWriter<File>>),
 }
 
 impl LabelledWriter {
@@ -471,7 +530,7 @@ impl LabelledWriter {
             FileFormat::Jsonl => {
                 LabelledWriter::Jsonl(JsonlWriter::new(BufWriter::with_capacity(1 << 16, file)))
             }
-            FileFormat::Csv => LabelledWriter::Csv(CsvWriter::new(file)?),
+            FileFormat::Csv => LabelledWriter::Csv(Box::new(CsvWriter::new(file)?)),
         })
     }
 
@@ -493,5 +552,219 @@ impl LabelledWriter {
         };
         file.sync_all()?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Generator, GeneratorConfig};
+
+    fn sample(n: usize) -> Vec<LabelledTransaction> {
+        let cfg = GeneratorConfig {
+            seed: 99,
+            customers: 100,
+            fraud_rate: 0.2,
+            ..GeneratorConfig::default()
+        };
+        match Generator::new(cfg) {
+            Ok(g) => g.take(n).collect(),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn ok_events(
+        items: Vec<(u64, Result<LabelledTransaction, EventError>)>,
+    ) -> Vec<LabelledTransaction> {
+        items
+            .into_iter()
+            .map(|(line, r)| r.unwrap_or_else(|e| panic!("line {line}: {e}")))
+            .collect()
+    }
+
+    #[test]
+    fn jsonl_round_trip() {
+        let events = sample(2000);
+        assert!(events.iter().any(|e| e.label.is_fraud));
+        let mut w = JsonlWriter::new(Vec::new());
+        for e in &events {
+            w.write(e).unwrap_or_else(|e| panic!("{e}"));
+        }
+        let bytes = w.finish().unwrap_or_default();
+        let items: Vec<_> = JsonlReader::new(&bytes[..]).collect();
+        assert_eq!(items.first().map(|i| i.0), Some(1));
+        assert_eq!(items.last().map(|i| i.0), Some(2000));
+        assert_eq!(ok_events(items), events);
+    }
+
+    #[test]
+    fn csv_round_trip() {
+        let events = sample(2000);
+        let mut w = CsvWriter::new(Vec::new()).unwrap_or_else(|e| panic!("{e}"));
+        for e in &events {
+            w.write(e).unwrap_or_else(|e| panic!("{e}"));
+        }
+        let bytes = w.finish().unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(text.starts_with(&CSV_COLUMNS.join(",")));
+        let items: Vec<_> = CsvReader::new(&bytes[..]).collect();
+        // Line 1 is the header.
+        assert_eq!(items.first().map(|i| i.0), Some(2));
+        assert_eq!(ok_events(items), events);
+    }
+
+    #[test]
+    fn bad_jsonl_lines_are_reported_with_their_number_and_skipped() {
+        let good = r#"{"transaction_id":"a","timestamp":"2025-01-01T00:00:00Z","card_number":"4111111111111111","amount":5,"is_fraud":0}"#;
+        let text = format!(
+            "{good}\n{{broken\n{good}\r\n\n   \n{}\n{}\n{good}",
+            r#"{"transaction_id":"b","timestamp":"2025-01-01T00:00:00Z","card_number":"4111111111111111","is_fraud":0}"#,
+            r#"{"transaction_id":"c","timestamp":"2025-01-01T00:00:00Z","card_number":"4111111111111111","amount":5,"is_fraud":7}"#,
+        );
+        let items: Vec<_> = JsonlReader::new(text.as_bytes()).collect();
+        let summary: Vec<(u64, bool)> = items.iter().map(|(l, r)| (*l, r.is_ok())).collect();
+        assert_eq!(
+            summary,
+            vec![
+                (1, true),
+                (2, false),
+                (3, true),
+                (6, false),
+                (7, false),
+                (8, true)
+            ]
+        );
+        assert!(matches!(items[1].1, Err(EventError::Json(_))));
+        assert!(matches!(
+            items[3].1,
+            Err(EventError::MissingField("amount"))
+        ));
+        assert!(items
+            .iter()
+            .all(|(_, r)| r.as_ref().err().is_none_or(EventError::is_per_event)));
+    }
+
+    #[test]
+    fn bad_csv_rows_are_reported_with_their_number_and_skipped() {
+        // Columns in another order, an unknown column, a quoted comma, a short row, a bad
+        // amount, a bad flag, an embedded newline in a quoted field.
+        let text = "\u{feff}amount,extra,card_number,timestamp,transaction_id,is_fraud,merchant\n\
+                    1.5,x,4111111111111111,2025-01-01T00:00:00Z,a,0,\"Smith, Jones & Co\"\n\
+                    oops,x,4111111111111111,2025-01-01T00:00:00Z,b,0,m\n\
+                    2,x,4111111111111111\n\
+                    3,x,4111111111111111,2025-01-01T00:00:00Z,c,maybe,m\n\
+                    4,x,4111111111111111,2025-01-01T00:00:00Z,d,1,\"two\nlines\"\n\
+                    \n\
+                    5,x,4111111111111111,2025-01-01T00:00:00Z,e,true,\n";
+        let items: Vec<_> = CsvReader::new(text.as_bytes()).collect();
+        let summary: Vec<(u64, bool)> = items.iter().map(|(l, r)| (*l, r.is_ok())).collect();
+        assert_eq!(
+            summary,
+            vec![
+                (2, true),
+                (3, false),
+                (4, false),
+                (5, false),
+                (6, true),
+                (9, true)
+            ]
+        );
+        match &items[1].1 {
+            Err(EventError::InvalidField { field, .. }) => assert_eq!(*field, "amount"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            items[2].1,
+            Err(EventError::RowLength {
+                expected: 7,
+                found: 3
+            })
+        ));
+        match &items[3].1 {
+            Err(EventError::InvalidField { field, .. }) => assert_eq!(*field, "is_fraud"),
+            other => panic!("{other:?}"),
+        }
+        let first = items[0].1.as_ref().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(first.tx.merchant.as_deref(), Some("Smith, Jones & Co"));
+        assert_eq!(first.tx.amount, 1.5);
+        assert_eq!(first.tx.currency, "USD");
+        assert!(!first.label.is_fraud);
+        let multi = items[4].1.as_ref().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(multi.tx.merchant.as_deref(), Some("two\nlines"));
+        assert!(multi.label.is_fraud);
+        let last = items[5].1.as_ref().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(last.tx.merchant, None);
+    }
+
+    #[test]
+    fn csv_line_numbers_with_crlf_and_blank_lines() {
+        let row = |id: &str| format!("{id},2025-01-01T00:00:00Z,4111111111111111,1,0");
+        let text = format!(
+            "transaction_id,timestamp,card_number,amount,is_fraud\r\n\r\n{}\r\n\r\n\r\n{}\r\nbad\r\n{}",
+            row("a"),
+            row("b"),
+            row("c")
+        );
+        let lines: Vec<(u64, bool)> = CsvReader::new(text.as_bytes())
+            .map(|(l, r)| (l, r.is_ok()))
+            .collect();
+        assert_eq!(lines, vec![(3, true), (6, true), (7, false), (8, true)]);
+    }
+
+    #[test]
+    fn csv_without_a_required_column_fails_once() {
+        let text = "transaction_id,timestamp,card_number,amount\na,2025-01-01T00:00:00Z,4111111111111111,1\n";
+        let items: Vec<_> = CsvReader::new(text.as_bytes()).collect();
+        assert_eq!(items.len(), 1);
+        assert!(matches!(
+            items[0],
+            (1, Err(EventError::MissingColumn("is_fraud")))
+        ));
+        assert!(items[0].1.as_ref().err().is_some_and(|e| !e.is_per_event()));
+        assert_eq!(CsvReader::new(&b""[..]).count(), 1);
+    }
+
+    #[test]
+    fn io_failure_ends_the_stream() {
+        struct Failing;
+        impl Read for Failing {
+            fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+                Err(io::Error::other("disk on fire"))
+            }
+        }
+        let items: Vec<_> = JsonlReader::new(BufReader::new(Failing)).collect();
+        assert_eq!(items.len(), 1);
+        assert!(matches!(items[0].1, Err(EventError::Io(_))));
+        assert!(items[0].1.as_ref().err().is_some_and(|e| !e.is_per_event()));
+    }
+
+    #[test]
+    fn formats_by_extension_and_files_round_trip() {
+        assert_eq!(
+            FileFormat::from_path(Path::new("a/b.jsonl")).ok(),
+            Some(FileFormat::Jsonl)
+        );
+        assert_eq!(
+            FileFormat::from_path(Path::new("b.CSV")).ok(),
+            Some(FileFormat::Csv)
+        );
+        assert!(FileFormat::from_path(Path::new("b.parquet")).is_err());
+        assert!(FileFormat::from_path(Path::new("noext")).is_err());
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let events = sample(500);
+        for name in ["x.jsonl", "x.csv"] {
+            let path = dir.path().join(name);
+            let mut w = LabelledWriter::create(&path).unwrap_or_else(|e| panic!("{e}"));
+            for e in &events {
+                w.write(e).unwrap_or_else(|e| panic!("{e}"));
+            }
+            w.finish().unwrap_or_else(|e| panic!("{e}"));
+            let r = LabelledReader::open(&path).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(ok_events(r.collect()), events, "{name}");
+        }
+        assert!(matches!(
+            LabelledReader::open(dir.path().join("missing.jsonl")),
+            Err(EventError::Io(_))
+        ));
     }
 }

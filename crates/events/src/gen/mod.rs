@@ -797,11 +797,5 @@ fn sampled_purchase(world: &World, rng: &mut Rng64, cust: &mut Customer, t: i64)
     (m, amount)
 }
 
-#[allow(dead_code)]
-fn _assert_send() {
-    fn is_send<T: Send>() {}
-    is_send::<Generator>();
-}
-
 #[cfg(test)]
 mod tests;
