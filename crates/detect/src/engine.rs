@@ -383,6 +383,11 @@ impl Engine {
     }
 }
 
+/// The 3-hour block (0..8) of a fractional hour of day.
+fn hour_block(hour: f64) -> usize {
+    ((hour / 3.0) as usize).min(7)
+}
+
 fn z(x: f64, w: &Welford, min_n: u64) -> Option<f64> {
     (w.n >= min_n).then(|| (x - w.mean) / w.std().max(0.1))
 }
@@ -562,6 +567,10 @@ pub(crate) fn compute(
                 f.set(F::HourDeviation, circ / std::f64::consts::TAU * 24.0);
             }
             f.set(F::CardNightShare, c.night as f64 / c.count as f64);
+            if c.count >= 3 {
+                let block = c.hour_blocks.get(hour_block(v.hour)).copied().unwrap_or(0);
+                f.set(F::HourBlockShare, f64::from(block) / c.count as f64);
+            }
         }
     }
 
@@ -658,6 +667,9 @@ fn apply_card(c: &mut CardState, v: &TxView<'_>, f: &Features) {
     }
     if v.night {
         c.night += 1;
+    }
+    if let Some(b) = c.hour_blocks.get_mut(hour_block(v.hour)) {
+        *b = b.saturating_add(1);
     }
     let angle = v.hour / 24.0 * std::f64::consts::TAU;
     c.hour_sin += angle.sin();

@@ -119,6 +119,9 @@ features! {
     HourDeviation = "hour_deviation",
     /// Share of the card's earlier transactions at night; missing without history.
     CardNightShare = "card_night_share",
+    /// Share of the card's earlier transactions in this 3-hour block of the day (UTC);
+    /// missing below 3 transactions. Time-zone independent "usual time for this card".
+    HourBlockShare = "hour_block_share",
     /// Earlier transactions at this merchant (lifetime); missing without merchant.
     MerchantTxCount = "merchant_tx_count",
     /// Merchant transactions in the previous hour (all cards); missing without merchant.

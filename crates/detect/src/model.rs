@@ -91,8 +91,98 @@ struct ModelFile {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Model {
     ensemble: Ensemble,
+    compiled: Compiled,
     meta: ModelMeta,
     version: String,
+}
+
+/// A 16-byte node of the inference layout. A leaf points to itself on both sides and
+/// keeps its value in `threshold`, so every tree can be walked a fixed number of steps
+/// without testing for leaves.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Packed {
+    threshold: f32,
+    left: u32,
+    right: u32,
+    feature: u16,
+    missing_left: bool,
+}
+
+/// How many trees are walked side by side: independent walks overlap in the CPU, which
+/// hides the latency of each dependent node load.
+const LANES: usize = 8;
+
+/// All trees in one array for fast, branch-light prediction.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Compiled {
+    nodes: Vec<Packed>,
+    roots: Vec<u32>,
+    /// Longest root-to-leaf path over all trees (edges).
+    depth: usize,
+}
+
+fn tree_depth(t: &Tree, i: usize) -> usize {
+    match t.nodes.get(i) {
+        Some(n) if n.feature.is_some() => {
+            1 + tree_depth(t, n.left as usize).max(tree_depth(t, n.right as usize))
+        }
+        _ => 0,
+    }
+}
+
+impl Compiled {
+    fn new(trees: &[Tree]) -> Self {
+        let mut c = Compiled::default();
+        for t in trees {
+            let base = c.nodes.len() as u32;
+            c.roots.push(base);
+            c.depth = c.depth.max(tree_depth(t, 0));
+            for (i, n) in t.nodes.iter().enumerate() {
+                let me = base + i as u32;
+                c.nodes.push(match n.feature {
+                    None => Packed {
+                        threshold: n.value,
+                        left: me,
+                        right: me,
+                        feature: 0,
+                        missing_left: true,
+                    },
+                    Some(f) => Packed {
+                        threshold: n.threshold,
+                        left: base + n.left,
+                        right: base + n.right,
+                        feature: f,
+                        missing_left: n.default_left,
+                    },
+                });
+            }
+        }
+        c
+    }
+
+    #[inline]
+    fn sum(&self, x: &[f32]) -> f64 {
+        let mut total = 0f64;
+        for chunk in self.roots.chunks(LANES) {
+            let mut idx = [0u32; LANES];
+            idx[..chunk.len()].copy_from_slice(chunk);
+            let lanes = &mut idx[..chunk.len()];
+            for _ in 0..self.depth {
+                for i in lanes.iter_mut() {
+                    let Some(n) = self.nodes.get(*i as usize) else {
+                        continue;
+                    };
+                    let v = x.get(usize::from(n.feature)).copied().unwrap_or(f32::NAN);
+                    let left = (v <= n.threshold) | (v.is_nan() & n.missing_left);
+                    *i = if left { n.left } else { n.right };
+                }
+            }
+            for &i in lanes.iter() {
+                total += f64::from(self.nodes.get(i as usize).map_or(0.0, |n| n.threshold));
+            }
+        }
+        total
+    }
 }
 
 fn tree_to_repr(t: &Tree) -> TreeRepr {
@@ -152,6 +242,7 @@ impl Model {
         meta.model_id = content_id(ensemble.base_margin, &reprs);
         let version = version_string(&meta.model_id);
         Self {
+            compiled: Compiled::new(&ensemble.trees),
             ensemble,
             meta,
             version,
@@ -175,7 +266,7 @@ impl Model {
 
     /// The margin (log-odds) for a feature vector.
     pub fn margin(&self, x: &[f32]) -> f64 {
-        self.ensemble.margin(x)
+        self.ensemble.base_margin + self.compiled.sum(x)
     }
 
     /// The margin, and per-feature contributions added into `contrib` (length
@@ -238,6 +329,7 @@ impl Model {
         meta.model_id = content_id(file.base_margin, &file.trees);
         let version = version_string(&meta.model_id);
         Ok(Self {
+            compiled: Compiled::new(&trees),
             ensemble: Ensemble {
                 base_margin: file.base_margin,
                 trees,

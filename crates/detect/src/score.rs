@@ -160,6 +160,15 @@ pub struct Decision {
 /// Mask a card number: keep the first 6 and last 4 characters, star the rest.
 /// Numbers of 10 characters or fewer keep only the last 4 (and at most half).
 pub fn mask_card(card: &str) -> String {
+    if card.is_ascii() {
+        let n = card.len();
+        let (head, tail) = if n > 10 { (6, 4) } else { (0, (n / 2).min(4)) };
+        let mut out = String::with_capacity(n);
+        for (i, c) in card.chars().enumerate() {
+            out.push(if i < head || i >= n - tail { c } else { '*' });
+        }
+        return out;
+    }
     let chars: Vec<char> = card.chars().collect();
     let n = chars.len();
     let (head, tail) = if n > 10 { (6, 4) } else { (0, (n / 2).min(4)) };
@@ -194,7 +203,8 @@ pub struct Assessment {
     pub score: f64,
     /// Verdict.
     pub verdict: Verdict,
-    /// Per-feature contributions to the model margin (zeros without a model).
+    /// Per-feature contributions to the model margin (computed for REVIEW and DECLINE
+    /// only; zeros otherwise and without a model).
     pub contributions: [f32; NUM_FEATURES],
 }
 
@@ -251,10 +261,7 @@ impl Detector {
     pub fn assess_features(&self, features: Features) -> Assessment {
         let mut contributions = [0f32; NUM_FEATURES];
         let model_probability = match &self.model {
-            Some(m) => sigmoid(
-                m.margin_with_contrib(features.as_slice(), &mut contributions)
-                    .0,
-            ),
+            Some(m) => sigmoid(m.margin(features.as_slice())),
             None => self.config.decision.prior,
         };
         let mut hits = Vec::new();
@@ -268,6 +275,13 @@ impl Detector {
         } else {
             Verdict::Approve
         };
+        // Attributions are only reported for REVIEW/DECLINE: compute them only then (a
+        // second walk of the trees, on the few flagged events).
+        if verdict != Verdict::Approve {
+            if let Some(m) = &self.model {
+                m.margin_with_contrib(features.as_slice(), &mut contributions);
+            }
+        }
         Assessment {
             features,
             model_probability,

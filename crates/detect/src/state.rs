@@ -110,6 +110,8 @@ pub(crate) struct CardState {
     pub(crate) night: u64,
     pub(crate) hour_sin: f64,
     pub(crate) hour_cos: f64,
+    /// Transactions per 3-hour block of the day (UTC).
+    pub(crate) hour_blocks: [u32; 8],
     /// Changed since the last changelog drain (not encoded).
     pub(crate) dirty: bool,
 }
@@ -180,6 +182,9 @@ impl CardState {
         w.u64(self.night);
         w.f64(self.hour_sin);
         w.f64(self.hour_cos);
+        for b in self.hour_blocks {
+            w.u32(b);
+        }
     }
 
     pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
@@ -264,6 +269,13 @@ impl CardState {
             night: r.u64()?,
             hour_sin: r.f64()?,
             hour_cos: r.f64()?,
+            hour_blocks: {
+                let mut b = [0u32; 8];
+                for x in &mut b {
+                    *x = r.u32()?;
+                }
+                b
+            },
             dirty: false,
         })
     }

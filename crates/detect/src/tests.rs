@@ -348,6 +348,14 @@ fn time_of_day_roundness_and_country() {
     assert_eq!(val(&f, Feature::CountryNew), 0.0);
     assert_eq!(val(&f, Feature::AmountRoundness), 2.0);
     assert_eq!(val(&f, Feature::CardNightShare), 0.5);
+    assert_eq!(
+        f.get(Feature::HourBlockShare),
+        None,
+        "needs 3 earlier transactions"
+    );
+    // 4th transaction at 08:13 again: block 2 (06-09) held 1 of 3 earlier ones (08:13).
+    let f = e.process(&tx("d", card, 34 * 3600, 5.0));
+    assert!(close(val(&f, Feature::HourBlockShare), 1.0 / 3.0, 1e-6));
 }
 
 #[test]
@@ -662,6 +670,8 @@ fn model_round_trip_and_contributions() {
     for i in 0..test.len() {
         let x = test.row(i);
         assert_eq!(m.margin(x).to_bits(), back.margin(x).to_bits());
+        // The packed inference layout agrees with the plain tree walk.
+        assert!((m.margin(x) - m.ensemble().margin(x)).abs() < 1e-9);
         let mut contrib = vec![0f32; NUM_FEATURES];
         let (margin, bias) = back.margin_with_contrib(x, &mut contrib);
         let sum: f64 = contrib.iter().map(|&c| f64::from(c)).sum();

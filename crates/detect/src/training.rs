@@ -189,3 +189,30 @@ pub fn train_model(
     };
     Ok((Model::new(trained.ensemble, meta), report))
 }
+
+/// Parse an RFC 3339 time (e.g. `2024-03-01T00:00:00Z`) into milliseconds since the epoch.
+pub fn parse_time_ms(text: &str) -> Result<i64, DetectError> {
+    chrono::DateTime::parse_from_rfc3339(text.trim())
+        .map(|t| t.timestamp_millis())
+        .map_err(|e| DetectError::Config(format!("invalid RFC 3339 time {text:?}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_split_takes_the_latest_fraction() {
+        let ts = [0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100];
+        assert_eq!(time_split(&ts, 0.2), (8, 80));
+        assert_eq!(time_split(&ts, 0.0).0, ts.len());
+        assert_eq!(time_split(&[], 0.2), (0, 0));
+    }
+
+    #[test]
+    fn parses_rfc3339() {
+        assert_eq!(parse_time_ms("1970-01-01T00:00:01Z").unwrap(), 1000);
+        assert_eq!(parse_time_ms("1970-01-01T01:00:00+01:00").unwrap(), 0);
+        assert!(parse_time_ms("yesterday").is_err());
+    }
+}
