@@ -28,8 +28,11 @@ pub const TIME_INDEX_SUFFIX: &str = ".timeindex";
 /// Suffix added to files of deleted segments before they are removed.
 pub const DELETED_SUFFIX: &str = ".deleted";
 
-/// Bytes read at a time when scanning batch headers.
+/// Bytes read at a time when scanning a whole segment (recovery, replay).
 const SCAN_CHUNK: usize = 64 * 1024;
+/// Bytes read at a time when looking for one batch from an index entry (reads are short:
+/// entries are `index.interval.bytes` apart, 4 KiB by default).
+const SEEK_CHUNK: usize = 4 * 1024;
 
 /// File name stem of a segment: its base offset as 20 zero-padded digits.
 pub fn file_stem(base_offset: i64) -> String {
@@ -398,12 +401,18 @@ impl Segment {
         Scanner::new(&self.file, end)
     }
 
+    fn seeker(&self, end: u64) -> Scanner<'_> {
+        let mut sc = Scanner::new(&self.file, end);
+        sc.chunk = SEEK_CHUNK;
+        sc
+    }
+
     /// Finds the batch containing `offset` (its position and header), scanning forward from
     /// the offset index. `None` if the segment has no such batch.
     pub fn locate(&self, offset: i64) -> Result<Option<(u64, BatchHeader)>, ScanError> {
         let end = self.size();
         let start = self.index_position(offset);
-        let mut sc = self.scanner(end);
+        let mut sc = self.seeker(end);
         let mut pos = start;
         while let Some(h) = sc.header(pos)? {
             if h.last_offset() >= offset {
@@ -442,7 +451,7 @@ impl Segment {
                 })
         };
         let start = self.index_position(start_offset.max(min_offset));
-        let mut sc = self.scanner(self.size());
+        let mut sc = self.seeker(self.size());
         let mut pos = start;
         while let Some(h) = sc.header(pos)? {
             if h.max_timestamp >= ts && h.last_offset() >= min_offset {
@@ -702,6 +711,7 @@ fn deleted_path(p: &Path) -> PathBuf {
 struct Scanner<'a> {
     file: &'a File,
     end: u64,
+    chunk: usize,
     buf: Vec<u8>,
     buf_start: u64,
 }
@@ -711,6 +721,7 @@ impl<'a> Scanner<'a> {
         Scanner {
             file,
             end,
+            chunk: SCAN_CHUNK,
             buf: Vec::new(),
             buf_start: 0,
         }
@@ -725,7 +736,7 @@ impl<'a> Scanner<'a> {
         let buf_end = self.buf_start + self.buf.len() as u64;
         if pos < self.buf_start || stop > buf_end {
             let len =
-                usize::try_from((self.end - pos).min(need.max(SCAN_CHUNK) as u64)).unwrap_or(need);
+                usize::try_from((self.end - pos).min(need.max(self.chunk) as u64)).unwrap_or(need);
             self.buf.resize(len, 0);
             self.file.read_exact_at(&mut self.buf, pos)?;
             self.buf_start = pos;
