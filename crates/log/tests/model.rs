@@ -105,7 +105,15 @@ fn check(log: &Log, model: &Model) {
 }
 
 fn run(ops: Vec<Op>, segment_bytes: u64) {
-    let dir = tempfile::tempdir().unwrap();
+    // Memory-backed where possible: this test is about logic, and fsync on a real disk
+    // would make each case take a second (tests/crash.rs exercises the disk).
+    let shm = std::path::Path::new("/dev/shm");
+    let dir = if shm.is_dir() {
+        tempfile::tempdir_in(shm)
+    } else {
+        tempfile::tempdir()
+    }
+    .unwrap();
     let mut cfg = config(segment_bytes, -1);
     let mut log = Log::open(dir.path(), cfg.clone(), false, T0).unwrap();
     let mut model = Model::default();
@@ -277,9 +285,9 @@ fn run(ops: Vec<Op>, segment_bytes: u64) {
 }
 
 proptest! {
-    // 32 cases keep the debug suite fast; PROPTEST_CASES=1000 (with --release) digs deeper.
+    // 256 cases keep the debug suite fast; PROPTEST_CASES=5000 (with --release) digs deeper.
     #![proptest_config(ProptestConfig {
-        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(32),
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(256),
         ..ProptestConfig::default()
     })]
 
