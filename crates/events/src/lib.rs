@@ -33,3 +33,4 @@ pub use model::{
     validate_card_number, Channel, Label, LabelledTransaction, Transaction, MAX_ID_LEN,
 };
 pub use tutorial::BankAccount;
+pub use wire::parse_timestamp;

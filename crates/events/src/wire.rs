@@ -152,8 +152,9 @@ impl WireEvent<'_> {
     }
 }
 
-/// Parse an RFC 3339 timestamp into UTC, with a precise error.
-pub(crate) fn parse_timestamp(s: &str) -> Result<DateTime<Utc>, EventError> {
+/// Parse an RFC 3339 timestamp (any offset) into UTC, with a precise error naming the
+/// `timestamp` field.
+pub fn parse_timestamp(s: &str) -> Result<DateTime<Utc>, EventError> {
     DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|e| EventError::invalid("timestamp", format_args!("{s:?} is not RFC 3339: {e}")))
