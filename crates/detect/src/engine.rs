@@ -8,12 +8,19 @@ use veritas_events::{Channel, Transaction};
 use crate::features::{Feature, Features};
 use crate::geo::{haversine_km, valid_point};
 use crate::hash::key32;
-use crate::state::{CardState, Located, MerchantState, Recent, Welford, HORIZON_MS};
+use crate::state::{
+    merchant24, CardState, Located, MerchantState, Recent, Welford, HORIZON_MS, RECENT_HIGH_AMOUNT,
+    RECENT_NEW_CATEGORY, RECENT_NEW_MERCHANT,
+};
 
 /// Amounts strictly below this are "micro" transactions (card-testing probes).
 pub const MICRO_AMOUNT: f64 = 5.0;
 /// Most distinct categories tracked globally; further categories get no global statistics.
 pub const MAX_GLOBAL_CATEGORIES: usize = 4096;
+/// A jump between located transactions at least this fast (km/h) …
+pub const JUMP_SPEED_KMH: f64 = 900.0;
+/// … and at least this long (km) is an implausible jump.
+pub const JUMP_DISTANCE_KM: f64 = 300.0;
 /// Event-time interval between idle-state sweeps.
 const SWEEP_INTERVAL_MS: i64 = 3_600_000;
 const MINUTE_MS: i64 = 60_000;
@@ -418,8 +425,10 @@ pub(crate) fn compute(
     let mut n_distinct = 0usize;
     let mut distinct_10m = None;
     let mut prev_ms: Option<i64> = None;
-    if v.merchant != 0 {
-        distinct[0] = v.merchant;
+    let (mut novel_1h, mut novel_24h, mut high_24h) = (0u32, 0u32, 0u32);
+    let merchant_key = merchant24(v.merchant);
+    if merchant_key != 0 {
+        distinct[0] = merchant_key;
         n_distinct = 1;
     }
     if let Some(c) = card {
@@ -445,15 +454,20 @@ pub(crate) fn compute(
             if age >= 10 * MINUTE_MS && distinct_10m.is_none() {
                 distinct_10m = Some(n_distinct);
             }
+            let flags = e.flags();
+            let novel = flags & (RECENT_NEW_MERCHANT | RECENT_NEW_CATEGORY) != 0;
+            if age < DAY_MS {
+                novel_24h += u32::from(novel);
+                high_24h += u32::from(flags & RECENT_HIGH_AMOUNT != 0);
+            }
             if age < HOUR_MS {
+                novel_1h += u32::from(novel);
                 if amount < MICRO_AMOUNT {
                     micro_1h += 1;
                 }
-                if e.merchant != 0
-                    && n_distinct < MAX_DISTINCT
-                    && !distinct[..n_distinct].contains(&e.merchant)
-                {
-                    distinct[n_distinct] = e.merchant;
+                let key = e.merchant_key();
+                if key != 0 && n_distinct < MAX_DISTINCT && !distinct[..n_distinct].contains(&key) {
+                    distinct[n_distinct] = key;
                     n_distinct += 1;
                 }
             }
@@ -471,6 +485,9 @@ pub(crate) fn compute(
         f.set(*sf, sums[i]);
     }
     f.set(F::MicroTx1h, f64::from(micro_1h));
+    f.set(F::NovelTx1h, f64::from(novel_1h));
+    f.set(F::NovelTx24h, f64::from(novel_24h));
+    f.set(F::HighAmountTx24h, f64::from(high_24h));
     if v.merchant != 0 {
         f.set(
             F::DistinctMerchants10m,
@@ -518,6 +535,14 @@ pub(crate) fn compute(
                 (f64::from(counts[3]) + 1.0) / (daily_rate + 1.0),
             );
             f.set(F::Spend24hToMean, (sums[3] + v.amount) / mean);
+            f.set(F::Spend1hToMean, (sums[2] + v.amount) / mean);
+            f.set(F::CardMicroShare, c.micro as f64 / c.count as f64);
+            if c.last_jump_ms != i64::MIN && c.last_jump_ms <= t {
+                f.set(
+                    F::HoursSinceJump,
+                    (t - c.last_jump_ms) as f64 / HOUR_MS as f64,
+                );
+            }
 
             if let Some(p) = v.loc {
                 if let Some(prev) = c.last_loc.filter(|l| l.ms <= t) {
@@ -612,6 +637,12 @@ pub(crate) fn compute(
                     f.set(F::MerchantMicroShare, m.micro / m.activity);
                 }
                 f.set_opt(F::MerchantAmountZscore, z(v.log_amount, &m.log_amount, 5));
+                if m.activity > 0.0 {
+                    f.set(F::MerchantAnomalyShare, m.anomalous / m.activity);
+                }
+                let age_days = (t - m.first_ms).max(0) as f64 / DAY_MS as f64;
+                let daily = m.count as f64 / age_days.max(1.0);
+                f.set(F::MerchantVelocityRatio, (activity + 1.0) / (daily + 1.0));
             }
         }
     }
@@ -626,6 +657,7 @@ fn apply_card(c: &mut CardState, v: &TxView<'_>, f: &Features) {
     if c.count == 0 {
         c.first_ms = v.ms;
         c.last_ms = v.ms;
+        c.last_jump_ms = i64::MIN;
     } else {
         c.first_ms = c.first_ms.min(v.ms);
         c.last_ms = c.last_ms.max(v.ms);
@@ -634,10 +666,31 @@ fn apply_card(c: &mut CardState, v: &TxView<'_>, f: &Features) {
     c.amount.push(v.amount);
     c.log_amount.push(v.log_amount);
     c.max_amount = c.max_amount.max(v.amount);
+    let mut flags = 0u8;
+    if f.get(Feature::MerchantNew) == Some(1.0) {
+        flags |= RECENT_NEW_MERCHANT;
+    }
+    if f.get(Feature::CategoryNew) == Some(1.0) {
+        flags |= RECENT_NEW_CATEGORY;
+    }
+    if is_high_amount(f) {
+        flags |= RECENT_HIGH_AMOUNT;
+    }
+    if v.amount < MICRO_AMOUNT {
+        c.micro += 1;
+    }
+    let jumped = f
+        .get(Feature::SpeedKmh)
+        .is_some_and(|s| f64::from(s) >= JUMP_SPEED_KMH)
+        && f.get(Feature::DistPrevKm)
+            .is_some_and(|d| f64::from(d) >= JUMP_DISTANCE_KM);
+    if jumped && v.ms > c.last_jump_ms {
+        c.last_jump_ms = v.ms;
+    }
     c.insert_recent(Recent {
         ms: v.ms,
         amount: v.amount as f32,
-        merchant: v.merchant,
+        merchant: Recent::tag(v.merchant, flags),
     });
     if let Some((lat, lon)) = v.loc {
         if c.last_loc.is_none_or(|l| v.ms >= l.ms) {
@@ -677,13 +730,21 @@ fn apply_card(c: &mut CardState, v: &TxView<'_>, f: &Features) {
     c.dirty = true;
 }
 
+/// More than 3x the card's mean amount, for a card with 3+ earlier transactions.
+fn is_high_amount(f: &Features) -> bool {
+    f.get(Feature::CardTxCount).is_some_and(|n| n >= 3.0)
+        && f.get(Feature::AmountToMean).is_some_and(|r| r > 3.0)
+}
+
 /// Fold the event into the merchant's state.
 fn apply_merchant(m: &mut MerchantState, v: &TxView<'_>, f: &Features, card_key: u32) {
-    m.last_ms = if m.count == 0 {
-        v.ms
+    if m.count == 0 {
+        m.first_ms = v.ms;
+        m.last_ms = v.ms;
     } else {
-        m.last_ms.max(v.ms)
-    };
+        m.first_ms = m.first_ms.min(v.ms);
+        m.last_ms = m.last_ms.max(v.ms);
+    }
     m.count += 1;
     m.log_amount.push(v.log_amount);
     m.insert_recent(v.ms, card_key);
@@ -693,16 +754,20 @@ fn apply_merchant(m: &mut MerchantState, v: &TxView<'_>, f: &Features, card_key:
         m.new_card *= k;
         m.high_amount *= k;
         m.micro *= k;
+        m.anomalous *= k;
         m.decay_ms = v.ms;
     }
     m.activity += 1.0;
     if f.get(Feature::MerchantNew) == Some(1.0) {
         m.new_card += 1.0;
     }
-    let high = f.get(Feature::CardTxCount).is_some_and(|n| n >= 3.0)
-        && f.get(Feature::AmountToMean).is_some_and(|r| r > 3.0);
-    if high {
+    if is_high_amount(f) {
         m.high_amount += 1.0;
+    }
+    if f.get(Feature::MerchantAmountZscore)
+        .is_some_and(|z| z >= 1.5)
+    {
+        m.anomalous += 1.0;
     }
     if v.amount < MICRO_AMOUNT {
         m.micro += 1.0;

@@ -87,6 +87,16 @@ features! {
     DistinctMerchants1h = "distinct_merchants_1h",
     /// Card transactions below the micro amount (5.00) in the previous hour.
     MicroTx1h = "micro_tx_1h",
+    /// Earlier transactions in the previous hour at a merchant or in a category new to the card.
+    NovelTx1h = "novel_tx_1h",
+    /// Same over the previous 24 hours.
+    NovelTx24h = "novel_tx_24h",
+    /// Earlier transactions in the previous 24 hours above 3x the card's mean at the time.
+    HighAmountTx24h = "high_amount_tx_24h",
+    /// `(sum_1h + amount) / mean amount`; missing without history.
+    Spend1hToMean = "spend_1h_to_mean",
+    /// Share of the card's earlier transactions below the micro amount; missing without history.
+    CardMicroShare = "card_micro_share",
     /// Smallest card amount in the previous minute; missing if none.
     MinAmount1m = "min_amount_1m",
     /// Amount divided by the smallest amount in the previous minute; missing if none.
@@ -95,6 +105,8 @@ features! {
     DistPrevKm = "dist_prev_km",
     /// Speed implied by `dist_prev_km` (km/h, time floored at one minute).
     SpeedKmh = "speed_kmh",
+    /// Hours since the card last jumped implausibly (≥ 900 km/h over ≥ 300 km); missing if never.
+    HoursSinceJump = "hours_since_jump",
     /// Kilometres from the cardholder's home; missing without both positions.
     DistHomeKm = "dist_home_km",
     /// `dist_home_km / (card's mean distance from home + 1 km)`; missing without history.
@@ -136,6 +148,10 @@ features! {
     MerchantHighAmountShare = "merchant_high_amount_share",
     /// Decayed share of the merchant's transactions below the micro amount.
     MerchantMicroShare = "merchant_micro_share",
+    /// Decayed share of the merchant's transactions far above its own amounts (z ≥ 1.5).
+    MerchantAnomalyShare = "merchant_anomaly_share",
+    /// `(merchant_activity_24h + 1) / (merchant's lifetime transactions per day + 1)`.
+    MerchantVelocityRatio = "merchant_velocity_ratio",
     /// z-score of `ln(1+amount)` against the merchant's history; missing below 5 transactions.
     MerchantAmountZscore = "merchant_amount_zscore",
     /// z-score of `ln(1+amount)` against all cards in this category; missing below 20 transactions.

@@ -10,7 +10,7 @@
 //! * Class imbalance: positive rows are weighted by `scale_pos_weight`; the base margin
 //!   is then shifted by `-ln(scale_pos_weight)` so outputs stay calibrated probabilities
 //!   (the standard prior correction for class-weighted logistic models).
-//! * Early stopping on the weighted log-loss of a validation set.
+//! * Early stopping on the (unweighted, prior-corrected) log-loss of a validation set.
 
 use serde::{Deserialize, Serialize};
 
@@ -539,7 +539,7 @@ pub struct TrainProgress {
     pub trees: usize,
     /// Training weighted log-loss.
     pub train_loss: f64,
-    /// Validation weighted log-loss, if a validation set was given.
+    /// Validation log-loss (unweighted, prior-corrected), if a validation set was given.
     pub valid_loss: Option<f64>,
 }
 
@@ -554,7 +554,7 @@ pub struct Trained {
     pub best_trees: usize,
     /// The positive-class weight used.
     pub scale_pos_weight: f64,
-    /// Best validation log-loss (weighted), if validated.
+    /// Best validation log-loss (unweighted, prior-corrected), if validated.
     pub best_valid_loss: Option<f64>,
 }
 
@@ -572,6 +572,48 @@ fn logloss(margins: &[f64], labels: &[bool], pos_w: f64) -> f64 {
         loss / wsum
     } else {
         0.0
+    }
+}
+
+/// Fit Platt scaling `p = sigmoid(a * margin + b)` by Newton's method on (margin, label)
+/// pairs; returns `(1, 0)` when it cannot (one class only, or no convergence).
+pub fn fit_platt(margins: &[f64], labels: &[bool]) -> (f64, f64) {
+    let (mut a, mut b) = (1.0f64, 0.0f64);
+    if !(labels.iter().any(|&y| y) && labels.iter().any(|&y| !y)) {
+        return (a, b);
+    }
+    for _ in 0..50 {
+        // Gradient and Hessian of the log-loss in (a, b), with a tiny ridge.
+        let (mut ga, mut gb, mut haa, mut hab, mut hbb) = (0.0, 0.0, 1e-9, 0.0, 1e-9);
+        for (&m, &y) in margins.iter().zip(labels) {
+            let p = sigmoid(a * m + b);
+            let r = p - f64::from(u8::from(y));
+            let w = (p * (1.0 - p)).max(1e-12);
+            ga += r * m;
+            gb += r;
+            haa += w * m * m;
+            hab += w * m;
+            hbb += w;
+        }
+        let det = haa * hbb - hab * hab;
+        if det.abs() < 1e-18 {
+            break;
+        }
+        let da = (hbb * ga - hab * gb) / det;
+        let db = (haa * gb - hab * ga) / det;
+        a -= da;
+        b -= db;
+        if !(a.is_finite() && b.is_finite()) {
+            return (1.0, 0.0);
+        }
+        if da.abs() < 1e-10 && db.abs() < 1e-10 {
+            break;
+        }
+    }
+    if a > 0.0 {
+        (a, b)
+    } else {
+        (1.0, 0.0)
     }
 }
 
@@ -698,7 +740,11 @@ pub fn train(
             for (i, m) in valid_margins.iter_mut().enumerate() {
                 *m += f64::from(tree.predict(v.row(i)));
             }
-            let l = logloss(&valid_margins, &v.labels, spw);
+            // Unweighted log-loss of the prior-corrected margin: the quantity the
+            // served probability is judged on.
+            let shift = spw.ln();
+            let corrected: Vec<f64> = valid_margins.iter().map(|m| m - shift).collect();
+            let l = logloss(&corrected, &v.labels, 1.0);
             valid_loss = Some(l);
             if l < best.0 - 1e-7 {
                 best = (l, t + 1);

@@ -82,6 +82,9 @@ struct ModelFile {
     format_version: u32,
     feature_set: FeatureSetInfo,
     base_margin: f64,
+    /// `[a, b]`: calibrated margin = a * raw margin + b.
+    #[serde(default = "identity_calibration")]
+    calibration: [f64; 2],
     trees: Vec<TreeRepr>,
     #[serde(default)]
     meta: ModelMeta,
@@ -91,6 +94,8 @@ struct ModelFile {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Model {
     ensemble: Ensemble,
+    /// Platt calibration applied to the raw margin: `a * margin + b`.
+    calibration: [f64; 2],
     compiled: Compiled,
     meta: ModelMeta,
     version: String,
@@ -185,6 +190,10 @@ impl Compiled {
     }
 }
 
+fn identity_calibration() -> [f64; 2] {
+    [1.0, 0.0]
+}
+
 fn tree_to_repr(t: &Tree) -> TreeRepr {
     TreeRepr {
         nodes: t
@@ -229,9 +238,10 @@ fn tree_from_repr(r: &TreeRepr) -> Result<Tree, DetectError> {
     Ok(tree)
 }
 
-fn content_id(base_margin: f64, trees: &[TreeRepr]) -> String {
+fn content_id(base_margin: f64, calibration: [f64; 2], trees: &[TreeRepr]) -> String {
     let text = serde_json::to_string(trees).unwrap_or_default();
-    let h = fnv1a64(format!("{base_margin:e}|{text}").as_bytes());
+    let [a, b] = calibration;
+    let h = fnv1a64(format!("{base_margin:e}|{a:e}|{b:e}|{text}").as_bytes());
     format!("{h:016x}")
 }
 
@@ -239,14 +249,32 @@ impl Model {
     /// Wrap a trained ensemble (columns in [`crate::Feature::ALL`] order).
     pub fn new(ensemble: Ensemble, mut meta: ModelMeta) -> Self {
         let reprs: Vec<TreeRepr> = ensemble.trees.iter().map(tree_to_repr).collect();
-        meta.model_id = content_id(ensemble.base_margin, &reprs);
+        meta.model_id = content_id(ensemble.base_margin, identity_calibration(), &reprs);
         let version = version_string(&meta.model_id);
         Self {
             compiled: Compiled::new(&ensemble.trees),
+            calibration: identity_calibration(),
             ensemble,
             meta,
             version,
         }
+    }
+
+    /// Set the Platt calibration `[a, b]` (calibrated margin = a * raw + b, a > 0 keeps
+    /// the order of scores). Non-finite or non-positive slopes are ignored.
+    pub fn with_calibration(mut self, a: f64, b: f64) -> Self {
+        if a.is_finite() && a > 0.0 && b.is_finite() {
+            self.calibration = [a, b];
+            let reprs: Vec<TreeRepr> = self.ensemble.trees.iter().map(tree_to_repr).collect();
+            self.meta.model_id = content_id(self.ensemble.base_margin, self.calibration, &reprs);
+            self.version = version_string(&self.meta.model_id);
+        }
+        self
+    }
+
+    /// The calibration `[a, b]`.
+    pub fn calibration(&self) -> [f64; 2] {
+        self.calibration
     }
 
     /// The ensemble.
@@ -266,7 +294,8 @@ impl Model {
 
     /// The margin (log-odds) for a feature vector.
     pub fn margin(&self, x: &[f32]) -> f64 {
-        self.ensemble.base_margin + self.compiled.sum(x)
+        let [a, b] = self.calibration;
+        a * (self.ensemble.base_margin + self.compiled.sum(x)) + b
     }
 
     /// The margin, and per-feature contributions added into `contrib` (length
@@ -274,11 +303,16 @@ impl Model {
     pub fn margin_with_contrib(&self, x: &[f32], contrib: &mut [f32]) -> (f64, f64) {
         let mut margin = self.ensemble.base_margin;
         let mut bias = self.ensemble.base_margin;
+        let mut raw = vec![0f32; contrib.len()];
         for t in &self.ensemble.trees {
-            margin += f64::from(t.predict_contrib(x, contrib));
+            margin += f64::from(t.predict_contrib(x, &mut raw));
             bias += f64::from(t.nodes.first().map_or(0.0, |n| n.value));
         }
-        (margin, bias)
+        let [a, b] = self.calibration;
+        for (c, r) in contrib.iter_mut().zip(&raw) {
+            *c += (a * f64::from(*r)) as f32;
+        }
+        (a * margin + b, a * bias + b)
     }
 
     /// Serialise to the JSON model file format.
@@ -287,6 +321,7 @@ impl Model {
             format_version: MODEL_FORMAT_VERSION,
             feature_set: FeatureSetInfo::current(),
             base_margin: self.ensemble.base_margin,
+            calibration: self.calibration,
             trees: self.ensemble.trees.iter().map(tree_to_repr).collect(),
             meta: self.meta.clone(),
         };
@@ -320,16 +355,23 @@ impl Model {
         if !file.base_margin.is_finite() {
             return Err(DetectError::ModelInvalid("non-finite base margin".into()));
         }
+        let [a, b] = file.calibration;
+        if !(a.is_finite() && a > 0.0 && b.is_finite()) {
+            return Err(DetectError::ModelInvalid(
+                "calibration slope must be finite and positive".into(),
+            ));
+        }
         let trees = file
             .trees
             .iter()
             .map(tree_from_repr)
             .collect::<Result<Vec<_>, _>>()?;
         let mut meta = file.meta;
-        meta.model_id = content_id(file.base_margin, &file.trees);
+        meta.model_id = content_id(file.base_margin, file.calibration, &file.trees);
         let version = version_string(&meta.model_id);
         Ok(Self {
             compiled: Compiled::new(&trees),
+            calibration: file.calibration,
             ensemble: Ensemble {
                 base_margin: file.base_margin,
                 trees,

@@ -64,13 +64,52 @@ impl Welford {
     }
 }
 
-/// One remembered card event.
+/// One remembered card event (16 bytes).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Recent {
     pub(crate) ms: i64,
     pub(crate) amount: f32,
-    /// [`crate::hash::key32`] of the merchant, 0 when unknown.
+    /// Low 24 bits: merchant key (0 = unknown); high 8 bits: `RECENT_*` flags.
     pub(crate) merchant: u32,
+}
+
+/// The event was at a merchant new to the card.
+pub(crate) const RECENT_NEW_MERCHANT: u8 = 1;
+/// The event was in a category new to the card.
+pub(crate) const RECENT_NEW_CATEGORY: u8 = 2;
+/// The event's amount was more than 3x the card's mean (card with 3+ earlier events).
+pub(crate) const RECENT_HIGH_AMOUNT: u8 = 4;
+
+impl Recent {
+    /// Pack a 32-bit merchant key and flags.
+    pub(crate) fn tag(merchant: u32, flags: u8) -> u32 {
+        let key = merchant24(merchant);
+        key | (u32::from(flags) << 24)
+    }
+
+    /// The 24-bit merchant key (0 = unknown).
+    pub(crate) fn merchant_key(&self) -> u32 {
+        self.merchant & 0x00ff_ffff
+    }
+
+    /// The `RECENT_*` flags.
+    pub(crate) fn flags(&self) -> u8 {
+        (self.merchant >> 24) as u8
+    }
+}
+
+/// Fold a 32-bit merchant key to the 24 bits kept in [`Recent`] (0 stays 0, else non-zero).
+pub(crate) fn merchant24(key: u32) -> u32 {
+    if key == 0 {
+        0
+    } else {
+        let k = (key ^ (key >> 24)) & 0x00ff_ffff;
+        if k == 0 {
+            1
+        } else {
+            k
+        }
+    }
 }
 
 /// A located event.
@@ -108,6 +147,10 @@ pub(crate) struct CardState {
     /// Country codes seen (two ASCII bytes packed into a u16).
     pub(crate) countries: Vec<u16>,
     pub(crate) night: u64,
+    /// Transactions below the micro amount.
+    pub(crate) micro: u64,
+    /// Time of the last implausible jump between located transactions (`i64::MIN`: never).
+    pub(crate) last_jump_ms: i64,
     pub(crate) hour_sin: f64,
     pub(crate) hour_cos: f64,
     /// Transactions per 3-hour block of the day (UTC).
@@ -116,8 +159,8 @@ pub(crate) struct CardState {
     pub(crate) dirty: bool,
 }
 
-const CARD_RECORD_VERSION: u8 = 1;
-const MERCHANT_RECORD_VERSION: u8 = 1;
+const CARD_RECORD_VERSION: u8 = 2;
+const MERCHANT_RECORD_VERSION: u8 = 2;
 
 impl CardState {
     /// Approximate heap + inline bytes used by this card's state.
@@ -180,6 +223,8 @@ impl CardState {
             w.u16(c);
         }
         w.u64(self.night);
+        w.u64(self.micro);
+        w.i64(self.last_jump_ms);
         w.f64(self.hour_sin);
         w.f64(self.hour_cos);
         for b in self.hour_blocks {
@@ -267,6 +312,8 @@ impl CardState {
             channelled,
             countries,
             night: r.u64()?,
+            micro: r.u64()?,
+            last_jump_ms: r.i64()?,
             hour_sin: r.f64()?,
             hour_cos: r.f64()?,
             hour_blocks: {
@@ -341,6 +388,7 @@ impl CardState {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub(crate) struct MerchantState {
     pub(crate) count: u64,
+    pub(crate) first_ms: i64,
     pub(crate) last_ms: i64,
     pub(crate) log_amount: Welford,
     /// (time, card key) of the last hour, ascending by time.
@@ -351,6 +399,8 @@ pub(crate) struct MerchantState {
     pub(crate) new_card: f64,
     pub(crate) high_amount: f64,
     pub(crate) micro: f64,
+    /// Decayed count of transactions far above the merchant's own amounts (z >= 1.5).
+    pub(crate) anomalous: f64,
     pub(crate) dirty: bool,
 }
 
@@ -373,6 +423,7 @@ impl MerchantState {
     pub(crate) fn encode(&self, w: &mut Writer) {
         w.u8(MERCHANT_RECORD_VERSION);
         w.u64(self.count);
+        w.i64(self.first_ms);
         w.i64(self.last_ms);
         self.log_amount.encode(w);
         w.len(self.recent.len());
@@ -385,6 +436,7 @@ impl MerchantState {
         w.f64(self.new_card);
         w.f64(self.high_amount);
         w.f64(self.micro);
+        w.f64(self.anomalous);
     }
 
     pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
@@ -396,6 +448,7 @@ impl MerchantState {
             });
         }
         let count = r.u64()?;
+        let first_ms = r.i64()?;
         let last_ms = r.i64()?;
         let log_amount = Welford::decode(r)?;
         let n = r.len(MAX_RECENT_PER_MERCHANT, "merchant recent events")?;
@@ -411,6 +464,7 @@ impl MerchantState {
         }
         Ok(Self {
             count,
+            first_ms,
             last_ms,
             log_amount,
             recent,
@@ -419,6 +473,7 @@ impl MerchantState {
             new_card: r.f64()?,
             high_amount: r.f64()?,
             micro: r.f64()?,
+            anomalous: r.f64()?,
             dirty: false,
         })
     }

@@ -95,6 +95,8 @@ pub struct TrainReport {
     pub trees_kept: usize,
     /// Positive-class weight.
     pub scale_pos_weight: f64,
+    /// Platt calibration `[a, b]` fitted on the validation split.
+    pub calibration: [f64; 2],
     /// Validation average precision of the model probability.
     pub valid_ap: Option<f64>,
     /// Validation ROC AUC.
@@ -140,10 +142,16 @@ pub fn train_model(
         progress,
     )?;
     let (mut valid_ap, mut valid_auc, mut p90) = (None, None, None);
+    let mut calibration = (1.0, 0.0);
     if !valid_set.is_empty() {
-        let probs: Vec<f64> = (0..valid_set.len())
-            .map(|i| sigmoid(trained.ensemble.margin(valid_set.row(i))))
+        let margins: Vec<f64> = (0..valid_set.len())
+            .map(|i| trained.ensemble.margin(valid_set.row(i)))
             .collect();
+        if has_valid {
+            calibration = gbdt::fit_platt(&margins, valid_set.labels());
+        }
+        let (a, b) = calibration;
+        let probs: Vec<f64> = margins.iter().map(|&m| sigmoid(a * m + b)).collect();
         valid_ap = average_precision(valid_set.labels(), &probs);
         valid_auc = roc_auc(valid_set.labels(), &probs);
         p90 = recall_at_precision(valid_set.labels(), &probs, 0.9);
@@ -170,6 +178,7 @@ pub fn train_model(
         trees_built: trained.trees_built,
         trees_kept: trained.best_trees,
         scale_pos_weight: trained.scale_pos_weight,
+        calibration: [calibration.0, calibration.1],
         valid_ap,
         valid_auc,
         valid_recall_at_p90: p90.map(|p| p.0),
@@ -187,7 +196,8 @@ pub fn train_model(
         importance: importance.into_iter().take(15).collect(),
         note: String::new(),
     };
-    Ok((Model::new(trained.ensemble, meta), report))
+    let model = Model::new(trained.ensemble, meta).with_calibration(calibration.0, calibration.1);
+    Ok((model, report))
 }
 
 /// Parse an RFC 3339 time (e.g. `2024-03-01T00:00:00Z`) into milliseconds since the epoch.
@@ -207,6 +217,26 @@ mod tests {
         assert_eq!(time_split(&ts, 0.2), (8, 80));
         assert_eq!(time_split(&ts, 0.0).0, ts.len());
         assert_eq!(time_split(&[], 0.2), (0, 0));
+    }
+
+    #[test]
+    fn platt_recovers_a_known_calibration() {
+        // Labels drawn with p = sigmoid(2m - 1) on a grid: the fit must find (2, -1).
+        let mut margins = Vec::new();
+        let mut labels = Vec::new();
+        for i in 0..400 {
+            let m = -3.0 + 6.0 * f64::from(i) / 400.0;
+            let p = sigmoid(2.0 * m - 1.0);
+            // 100 copies per point, with round(100 p) positives: exact expected counts.
+            let pos = (p * 100.0).round() as usize;
+            for k in 0..100 {
+                margins.push(m);
+                labels.push(k < pos);
+            }
+        }
+        let (a, b) = gbdt::fit_platt(&margins, &labels);
+        assert!((a - 2.0).abs() < 0.05 && (b + 1.0).abs() < 0.05, "{a} {b}");
+        assert_eq!(gbdt::fit_platt(&[1.0, 2.0], &[true, true]), (1.0, 0.0));
     }
 
     #[test]
