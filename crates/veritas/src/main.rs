@@ -22,6 +22,8 @@ struct Cli {
 enum Command {
     /// Run the embedded Kafka-compatible broker.
     Broker(cmd::broker::BrokerArgs),
+    /// Measure broker throughput and end-to-end latency with librdkafka.
+    Bench(cmd::bench::BenchArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -34,6 +36,7 @@ fn main() -> std::process::ExitCode {
         .init();
     let result = match cli.command {
         Command::Broker(args) => cmd::broker::run(args),
+        Command::Bench(args) => cmd::bench::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
