@@ -22,8 +22,18 @@ struct Cli {
 enum Command {
     /// Run the embedded Kafka-compatible broker.
     Broker(cmd::broker::BrokerArgs),
+    /// Generate labelled synthetic card transactions (training / evaluation history).
+    Generate(cmd::generate::GenerateArgs),
     /// Measure broker throughput and end-to-end latency with librdkafka.
     Bench(cmd::bench::BenchArgs),
+    /// List, create, describe, delete topics and alter their configs (any Kafka).
+    Topics(cmd::topics::TopicsArgs),
+    /// List and describe consumer groups (members, offsets, lag) and reset their offsets.
+    Groups(cmd::groups::GroupsArgs),
+    /// Print records of a topic, alone or as a consumer-group member.
+    Consume(cmd::consume::ConsumeArgs),
+    /// Send stdin lines as records (`-K:` splits `key:value`).
+    ProduceRaw(cmd::produce_raw::ProduceRawArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -37,6 +47,11 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Broker(args) => cmd::broker::run(args),
         Command::Bench(args) => cmd::bench::run(args),
+        Command::Generate(args) => cmd::generate::run(args),
+        Command::Topics(args) => cmd::topics::run(args),
+        Command::Groups(args) => cmd::groups::run(args),
+        Command::Consume(args) => cmd::consume::run(args),
+        Command::ProduceRaw(args) => cmd::produce_raw::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

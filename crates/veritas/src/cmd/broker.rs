@@ -31,7 +31,12 @@ pub struct BrokerArgs {
     #[arg(long, env = "VERITAS_FLUSH", default_value = "interval:1000", value_parser = parse_flush)]
     pub flush: FlushPolicy,
     /// Default `retention.ms` for topics (-1: keep forever).
-    #[arg(long, env = "VERITAS_RETENTION_MS", default_value_t = 604_800_000, allow_negative_numbers = true)]
+    #[arg(
+        long,
+        env = "VERITAS_RETENTION_MS",
+        default_value_t = 604_800_000,
+        allow_negative_numbers = true
+    )]
     pub retention_ms: i64,
     /// Default `segment.bytes` for topics.
     #[arg(long, env = "VERITAS_SEGMENT_BYTES", default_value_t = 1 << 30)]
@@ -71,7 +76,9 @@ impl BrokerArgs {
 
 /// Parses `host:port`.
 pub fn parse_host_port(s: &str) -> Result<(String, u16), String> {
-    let (host, port) = s.rsplit_once(':').ok_or_else(|| format!("expected HOST:PORT, got '{s}'"))?;
+    let (host, port) = s
+        .rsplit_once(':')
+        .ok_or_else(|| format!("expected HOST:PORT, got '{s}'"))?;
     let port: u16 = port.parse().map_err(|_| format!("bad port in '{s}'"))?;
     if host.is_empty() {
         return Err(format!("empty host in '{s}'"));
@@ -81,7 +88,10 @@ pub fn parse_host_port(s: &str) -> Result<(String, u16), String> {
 
 /// Parses a flush policy: `every-produce`, `interval:MS`, `bytes:N`, comma-separated.
 pub fn parse_flush(s: &str) -> Result<FlushPolicy, String> {
-    let mut p = FlushPolicy { every_bytes: None, interval_ms: None };
+    let mut p = FlushPolicy {
+        every_bytes: None,
+        interval_ms: None,
+    };
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         match part.split_once(':') {
             None if part == "every-produce" => p.every_bytes = Some(0),
@@ -102,10 +112,14 @@ pub fn parse_flush(s: &str) -> Result<FlushPolicy, String> {
 
 /// Runs the broker until SIGINT or SIGTERM, then shuts it down cleanly.
 pub fn run(args: BrokerArgs) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
         let registry = prometheus::Registry::new();
-        let broker = Broker::start(args.config(), &registry).await.context("starting the broker")?;
+        let broker = Broker::start(args.config(), &registry)
+            .await
+            .context("starting the broker")?;
         eprintln!(
             "veritas broker listening on {} (bootstrap.servers={}), data in {}",
             broker.local_addr(),
@@ -114,7 +128,10 @@ pub fn run(args: BrokerArgs) -> anyhow::Result<()> {
         );
         wait_for_signal().await?;
         tracing::info!("shutting down");
-        broker.shutdown().await.context("shutting down the broker")?;
+        broker
+            .shutdown()
+            .await
+            .context("shutting down the broker")?;
         Ok(())
     })
 }
@@ -139,7 +156,10 @@ mod tests {
         let p = parse_flush("interval:250,bytes:1048576").unwrap();
         assert_eq!((p.interval_ms, p.every_bytes), (Some(250), Some(1048576)));
         assert!(parse_flush("sometimes").is_err());
-        assert_eq!(parse_host_port("kafka:9092").unwrap(), ("kafka".into(), 9092));
+        assert_eq!(
+            parse_host_port("kafka:9092").unwrap(),
+            ("kafka".into(), 9092)
+        );
         assert!(parse_host_port("9092").is_err());
     }
 }

@@ -2,3 +2,9 @@
 
 pub mod bench;
 pub mod broker;
+pub mod client;
+pub mod consume;
+pub mod generate;
+pub mod groups;
+pub mod produce_raw;
+pub mod topics;
