@@ -13,8 +13,9 @@
 //!   otherwise. Frames use independent 64 KiB blocks, as Kafka's own writer does.
 //! * **zstd**: only in v2 batches (magic 0 and 1 cannot carry it).
 //!
-//! Every decompression draws on a [`Budget`] shared by one whole decode call, so a message set of
-//! many small compression bombs is refused as surely as one big one.
+//! Every decompression draws on one budget shared by a whole decode call
+//! ([`crate::Limits`]), so a message set of many small compression bombs is refused as surely
+//! as one big one.
 
 use std::io::{Read, Write};
 

@@ -52,7 +52,7 @@
 //! Nothing here panics on any input: every read is checked against what remains, lengths and
 //! counts are never used to reserve memory, and all decompression in one call shares one
 //! [`Limits::max_decompressed`] budget. The property tests feed random bytes to every decoder,
-//! and the `fuzzing` feature exposes [`fuzz`] entry points for cargo-fuzz.
+//! and the `fuzzing` feature exposes the `fuzz` module's entry points for cargo-fuzz.
 
 #![warn(missing_docs)]
 

@@ -11,9 +11,8 @@ use std::io::Write;
 use bytes::{BufMut, Bytes, BytesMut};
 use proptest::prelude::*;
 use veritas_legacy::{
-    decode_message_set, fetch, from_v2_batches, list_offsets, offset_commit, offset_fetch,
-    produce, to_v2_batch_with, DownConversion, LegacyError, Limits, Magic, SetSource,
-    UpConversion,
+    decode_message_set, fetch, from_v2_batches, list_offsets, offset_commit, offset_fetch, produce,
+    to_v2_batch_with, DownConversion, LegacyError, Limits, Magic, SetSource, UpConversion,
 };
 
 struct Counting;
@@ -172,8 +171,14 @@ fn many_small_gzip_bombs_share_one_budget() {
     let set: Vec<u8> = std::iter::repeat_n(bomb, 64).flatten().collect();
     let bytes = Bytes::from(set);
     let (result, peak) = peak_of(|| decode_message_set(&bytes, SetSource::Produce, &limits()));
-    assert_eq!(result, Err(LegacyError::DecompressionLimit { limit: LIMIT }));
-    eprintln!("64 gzip bombs, {} input bytes: peak {peak} bytes", bytes.len());
+    assert_eq!(
+        result,
+        Err(LegacyError::DecompressionLimit { limit: LIMIT })
+    );
+    eprintln!(
+        "64 gzip bombs, {} input bytes: peak {peak} bytes",
+        bytes.len()
+    );
     assert!(peak <= bound(bytes.len()), "peak {peak}");
     assert!(worst_peak(&bytes) <= bound(bytes.len()));
 }
@@ -184,7 +189,10 @@ fn a_snappy_block_claiming_4_gib_is_refused_before_allocating() {
     let value = [0xff, 0xff, 0xff, 0xff, 0x0f, 0, 0, 0];
     let set = Bytes::from(message(2, &value));
     let (result, peak) = peak_of(|| decode_message_set(&set, SetSource::Produce, &limits()));
-    assert_eq!(result, Err(LegacyError::DecompressionLimit { limit: LIMIT }));
+    assert_eq!(
+        result,
+        Err(LegacyError::DecompressionLimit { limit: LIMIT })
+    );
     assert!(peak < 64 * 1024, "peak {peak}");
 }
 
