@@ -37,6 +37,8 @@ pub struct BrokerConfig {
     pub log_defaults: LogConfig,
     /// How often retention and interval flushes run.
     pub maintenance_interval: Duration,
+    /// Group coordinator settings (Kafka's `group.*` and `offsets.*` broker configs).
+    pub groups: crate::group::GroupConfig,
 }
 
 impl BrokerConfig {
@@ -55,6 +57,7 @@ impl BrokerConfig {
             idle_timeout: Duration::from_secs(600),
             log_defaults: LogConfig::default(),
             maintenance_interval: Duration::from_millis(250),
+            groups: crate::group::GroupConfig::default(),
         }
     }
 }

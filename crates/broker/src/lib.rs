@@ -17,6 +17,8 @@
 //! * [`cluster`] — topics and partitions: creation, deletion, persistence of topic metadata
 //!   and configs, auto-creation.
 //! * [`config`] — broker configuration and the per-topic configuration keys we understand.
+//! * [`group`] — the group coordinator: classic consumer groups and committed offsets, stored
+//!   durably in the internal topic `__consumer_offsets`.
 //!
 //! Storage is the `veritas-log` crate: this crate owns no file formats beyond topic metadata.
 //!
@@ -36,6 +38,7 @@ pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod frame;
+pub mod group;
 pub mod metrics;
 mod producer_ids;
 pub mod records;

@@ -19,6 +19,7 @@ use tokio::task::JoinSet;
 
 use crate::cluster::{Cluster, ClusterError};
 use crate::config::BrokerConfig;
+use crate::group::{CoordinatorTask, GroupCoordinator, GroupError};
 use crate::metrics::BrokerMetrics;
 use crate::producer_ids::ProducerIds;
 
@@ -55,6 +56,9 @@ pub enum BrokerError {
     /// Metrics registration failed (a name registered twice in one registry).
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    /// The group coordinator could not load its offsets log.
+    #[error("group coordinator: {0}")]
+    Groups(#[from] GroupError),
 }
 
 /// State shared by every connection: the topics, id allocation, metrics, identity.
@@ -63,6 +67,8 @@ pub struct Shared {
     pub config: BrokerConfig,
     /// Topics and partitions.
     pub cluster: Cluster,
+    /// The group coordinator (consumer groups, committed offsets).
+    pub groups: GroupCoordinator,
     pub(crate) producer_ids: ProducerIds,
     /// Metrics.
     pub metrics: BrokerMetrics,
@@ -89,6 +95,7 @@ pub struct Broker {
     stop: watch::Sender<bool>,
     accept_task: tokio::task::JoinHandle<JoinSet<()>>,
     maintenance_task: tokio::task::JoinHandle<()>,
+    groups_task: CoordinatorTask,
     _lock: fs::File,
 }
 
@@ -167,9 +174,20 @@ impl Broker {
             .unwrap_or_else(|| (local_addr.ip().to_string(), local_addr.port()));
         let (stop, shutting_down) = watch::channel(false);
         let metrics = BrokerMetrics::new(registry)?;
+        let (group_config, gauge) = (config.groups.clone(), metrics.groups.clone());
+        let (cluster, groups) = tokio::task::spawn_blocking(move || {
+            GroupCoordinator::open(&cluster, group_config, gauge).map(|g| (cluster, g))
+        })
+        .await
+        .map_err(|e| BrokerError::Io {
+            path: data_dir.clone(),
+            source: std::io::Error::other(e),
+        })??;
+        let groups_task = groups.start();
         let shared = Arc::new(Shared {
             config,
             cluster,
+            groups,
             producer_ids,
             metrics,
             cluster_id,
@@ -187,6 +205,7 @@ impl Broker {
             stop,
             accept_task,
             maintenance_task,
+            groups_task,
             _lock: lock,
         })
     }
@@ -220,6 +239,7 @@ impl Broker {
             stop,
             accept_task,
             maintenance_task,
+            groups_task,
             _lock,
             ..
         } = self;
@@ -236,6 +256,7 @@ impl Broker {
         }
         maintenance_task.abort();
         let _ = maintenance_task.await;
+        groups_task.stop().await;
         let data_dir = shared.config.data_dir.clone();
         let result = tokio::task::spawn_blocking(move || close_all(shared))
             .await
@@ -261,7 +282,14 @@ impl Broker {
 /// Flushes and closes every log. Called once no connection or task holds the state.
 fn close_all(shared: Arc<Shared>) -> Result<(), BrokerError> {
     match Arc::try_unwrap(shared) {
-        Ok(shared) => shared.cluster.close()?,
+        Ok(shared) => {
+            // The coordinator holds the offsets partition: release it so the log is closed.
+            let Shared {
+                cluster, groups, ..
+            } = shared;
+            drop(groups);
+            cluster.close()?
+        }
         Err(shared) => {
             // Someone (an embedding program) still holds the state: flush without closing.
             tracing::warn!(

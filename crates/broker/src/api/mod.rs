@@ -26,17 +26,28 @@ pub mod alter_configs;
 pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_groups;
 pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
+pub mod describe_groups;
 pub mod fetch;
+pub mod find_coordinator;
+pub mod heartbeat;
 pub mod incremental_alter_configs;
 pub mod init_producer_id;
+pub mod join_group;
+pub mod leave_group;
+pub mod list_groups;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_commit;
+pub mod offset_delete;
+pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
+pub mod sync_group;
 
 /// Everything a handler may need about the request it is serving.
 pub struct Ctx<'a> {
@@ -85,6 +96,17 @@ pub const SUPPORTED: &[(ApiKey, VersionRange)] = &[
         incremental_alter_configs::VERSIONS,
     ),
     (ApiKey::DescribeCluster, describe_cluster::VERSIONS),
+    (ApiKey::OffsetCommit, offset_commit::VERSIONS),
+    (ApiKey::OffsetFetch, offset_fetch::VERSIONS),
+    (ApiKey::FindCoordinator, find_coordinator::VERSIONS),
+    (ApiKey::JoinGroup, join_group::VERSIONS),
+    (ApiKey::Heartbeat, heartbeat::VERSIONS),
+    (ApiKey::LeaveGroup, leave_group::VERSIONS),
+    (ApiKey::SyncGroup, sync_group::VERSIONS),
+    (ApiKey::DescribeGroups, describe_groups::VERSIONS),
+    (ApiKey::ListGroups, list_groups::VERSIONS),
+    (ApiKey::DeleteGroups, delete_groups::VERSIONS),
+    (ApiKey::OffsetDelete, offset_delete::VERSIONS),
 ];
 
 /// The versions of `key` we serve, if any.
@@ -237,6 +259,17 @@ async fn dispatch(
         CreatePartitions => create_partitions,
         IncrementalAlterConfigs => incremental_alter_configs,
         DescribeCluster => describe_cluster,
+        OffsetCommit => offset_commit,
+        OffsetFetch => offset_fetch,
+        FindCoordinator => find_coordinator,
+        JoinGroup => join_group,
+        Heartbeat => heartbeat,
+        LeaveGroup => leave_group,
+        SyncGroup => sync_group,
+        DescribeGroups => describe_groups,
+        ListGroups => list_groups,
+        DeleteGroups => delete_groups,
+        OffsetDelete => offset_delete,
     })
 }
 
