@@ -48,7 +48,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         t.elapsed().as_secs_f64()
     );
     let t = Instant::now();
-    let (model, report) = train_model(&data, &TrainConfig::default(), |_| {})?;
+    let mut train_cfg = TrainConfig::default();
+    let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<f64>().ok());
+    if let Some(v) = env("GBDT_LR") {
+        train_cfg.gbdt.learning_rate = v;
+    }
+    if let Some(v) = env("GBDT_DEPTH") {
+        train_cfg.gbdt.max_depth = v as usize;
+    }
+    if let Some(v) = env("GBDT_TREES") {
+        train_cfg.gbdt.n_trees = v as usize;
+    }
+    if let Some(v) = env("GBDT_SPW") {
+        train_cfg.gbdt.scale_pos_weight = Some(v);
+    }
+    if let Some(v) = env("GBDT_MCW") {
+        train_cfg.gbdt.min_child_weight = v;
+    }
+    let (model, report) = train_model(&data, &train_cfg, |_| {})?;
     eprintln!(
         "trained {} trees (of {}) in {:.1} s; validation AP {:?} AUC {:?} recall@P0.9 {:?}",
         report.trees_kept,
@@ -62,9 +79,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         eprintln!("  {name:<28} {:>6.2} %", share * 100.0);
     }
 
+    let mut config = config;
+    if let Some(v) = env("RULE_SCALE") {
+        config.decision.rule_weight_scale_with_model = v;
+    }
     let mut detector = Detector::new(config, Some(model));
     let mut scored = Vec::with_capacity(events.len() - n_train);
     let mut model_only = Vec::with_capacity(events.len() - n_train);
+    let mut feats = Vec::with_capacity(events.len() - n_train);
     let t = Instant::now();
     for (i, e) in events.iter().enumerate() {
         let t0 = Instant::now();
@@ -80,6 +102,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 decision: d.decision,
                 latency_us: Some(us),
             });
+            feats.push(a.features);
             model_only.push(Scored {
                 score: a.model_probability,
                 ..scored[scored.len() - 1].clone()
@@ -99,6 +122,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         mem.card_bytes as f64 / mem.cards.max(1) as f64
     );
     let n_test = scored.len() as u64;
+    if std::env::var_os("QUALITY_DIAG").is_some() {
+        diagnose(&events[n_train..], &scored, &feats);
+    }
     let m = evaluate(&model_only, n_test);
     println!(
         "model probability alone: AP {:?} AUC {:?} recall@P0.9 {:?}",
@@ -111,4 +137,85 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     print!("{}", evaluate(&scored, n_test));
     Ok(())
+}
+
+/// Recall at the precision-0.9 threshold per scenario, split by whether the card already
+/// had a fraud in the previous 24 hours (analysis only: uses labels).
+fn diagnose(
+    events: &[veritas_events::LabelledTransaction],
+    scored: &[Scored],
+    feats: &[veritas_detect::Features],
+) {
+    use veritas_detect::Feature as F;
+    let show = [
+        F::Amount,
+        F::AmountToMean,
+        F::Count1h,
+        F::NovelTx1h,
+        F::HighAmountTx24h,
+        F::SecsSincePrev,
+        F::MerchantNew,
+        F::CategoryNew,
+        F::ChannelCode,
+        F::CardTxCount,
+        F::MerchantVelocityRatio,
+        F::MerchantNewCardShare,
+        F::MerchantRecentCategoryZ,
+        F::MerchantTxCount,
+    ];
+    let want = std::env::var("QUALITY_DIAG").unwrap_or_default();
+    use std::collections::{BTreeMap, HashMap};
+    let labels: Vec<bool> = scored.iter().map(|s| s.is_fraud).collect();
+    let scores: Vec<f64> = scored.iter().map(|s| s.score).collect();
+    let Some((_, thr)) = veritas_detect::eval::recall_at_precision(&labels, &scores, 0.9) else {
+        return;
+    };
+    let mut last_fraud: HashMap<&str, i64> = HashMap::new();
+    let mut table: BTreeMap<(String, bool), (u32, u32)> = BTreeMap::new();
+    let mut fp_total = 0u32;
+    for (i, (e, s)) in events.iter().zip(scored).enumerate() {
+        let t = e.tx.timestamp.timestamp_millis();
+        if e.label.is_fraud {
+            let follow = last_fraud
+                .get(e.tx.card_number.as_str())
+                .is_some_and(|&p| t - p < 86_400_000);
+            let entry = table
+                .entry((e.label.scenario.clone().unwrap_or_default(), follow))
+                .or_default();
+            entry.0 += 1;
+            entry.1 += u32::from(s.score >= thr);
+            if s.score < thr
+                && e.label.scenario.as_deref() == Some(want.as_str())
+                && entry.0 % 7 == 0
+            {
+                let row: Vec<String> = show
+                    .iter()
+                    .map(|&f| {
+                        format!(
+                            "{}={}",
+                            f.name(),
+                            feats[i].get(f).map_or("-".into(), |v| format!("{v:.2}"))
+                        )
+                    })
+                    .collect();
+                eprintln!(
+                    "MISS {} {:.3} {}",
+                    if follow { "F" } else { "1" },
+                    s.score,
+                    row.join(" ")
+                );
+            }
+            last_fraud.insert(e.tx.card_number.as_str(), t);
+        } else if s.score >= thr {
+            fp_total += 1;
+        }
+    }
+    eprintln!("threshold {thr:.4}; false positives {fp_total}");
+    for ((name, follow), (n, hit)) in table {
+        eprintln!(
+            "  {name:<22} {:<10} {n:>5} recall {:.3}",
+            if follow { "follow-up" } else { "first" },
+            f64::from(hit) / f64::from(n.max(1))
+        );
+    }
 }

@@ -425,7 +425,8 @@ pub(crate) fn compute(
     let mut n_distinct = 0usize;
     let mut distinct_10m = None;
     let mut prev_ms: Option<i64> = None;
-    let (mut novel_1h, mut novel_24h, mut high_24h) = (0u32, 0u32, 0u32);
+    let (mut novel_1h, mut novel_24h, mut high_1h, mut high_24h) = (0u32, 0u32, 0u32, 0u32);
+    let mut prev_amount: Option<f64> = None;
     let merchant_key = merchant24(v.merchant);
     if merchant_key != 0 {
         distinct[0] = merchant_key;
@@ -442,6 +443,7 @@ pub(crate) fn compute(
             }
             prev_ms.get_or_insert(e.ms);
             let amount = f64::from(e.amount);
+            prev_amount.get_or_insert(amount);
             for (i, w) in WINDOWS_MS.iter().enumerate() {
                 if age < *w {
                     counts[i] += 1;
@@ -462,6 +464,7 @@ pub(crate) fn compute(
             }
             if age < HOUR_MS {
                 novel_1h += u32::from(novel);
+                high_1h += u32::from(flags & RECENT_HIGH_AMOUNT != 0);
                 if amount < MICRO_AMOUNT {
                     micro_1h += 1;
                 }
@@ -487,6 +490,7 @@ pub(crate) fn compute(
     f.set(F::MicroTx1h, f64::from(micro_1h));
     f.set(F::NovelTx1h, f64::from(novel_1h));
     f.set(F::NovelTx24h, f64::from(novel_24h));
+    f.set(F::HighAmountTx1h, f64::from(high_1h));
     f.set(F::HighAmountTx24h, f64::from(high_24h));
     if v.merchant != 0 {
         f.set(
@@ -536,6 +540,7 @@ pub(crate) fn compute(
             );
             f.set(F::Spend24hToMean, (sums[3] + v.amount) / mean);
             f.set(F::Spend1hToMean, (sums[2] + v.amount) / mean);
+            f.set_opt(F::PrevAmountToMean, prev_amount.map(|a| a / mean));
             f.set(F::CardMicroShare, c.micro as f64 / c.count as f64);
             if c.last_jump_ms != i64::MIN && c.last_jump_ms <= t {
                 f.set(
@@ -639,6 +644,12 @@ pub(crate) fn compute(
                 f.set_opt(F::MerchantAmountZscore, z(v.log_amount, &m.log_amount, 5));
                 if m.activity > 0.0 {
                     f.set(F::MerchantAnomalyShare, m.anomalous / m.activity);
+                }
+                if m.cat_z_n > 0.0 {
+                    f.set(F::MerchantRecentCategoryZ, m.cat_z_sum / m.cat_z_n);
+                }
+                if m.own_z_n > 0.0 {
+                    f.set(F::MerchantRecentAmountZ, m.own_z_sum / m.own_z_n);
                 }
                 let age_days = (t - m.first_ms).max(0) as f64 / DAY_MS as f64;
                 let daily = m.count as f64 / age_days.max(1.0);
@@ -755,6 +766,10 @@ fn apply_merchant(m: &mut MerchantState, v: &TxView<'_>, f: &Features, card_key:
         m.high_amount *= k;
         m.micro *= k;
         m.anomalous *= k;
+        m.cat_z_sum *= k;
+        m.cat_z_n *= k;
+        m.own_z_sum *= k;
+        m.own_z_n *= k;
         m.decay_ms = v.ms;
     }
     m.activity += 1.0;
@@ -768,6 +783,14 @@ fn apply_merchant(m: &mut MerchantState, v: &TxView<'_>, f: &Features, card_key:
         .is_some_and(|z| z >= 1.5)
     {
         m.anomalous += 1.0;
+    }
+    if let Some(z) = f.get(Feature::CategoryAmountZscore) {
+        m.cat_z_sum += f64::from(z);
+        m.cat_z_n += 1.0;
+    }
+    if let Some(z) = f.get(Feature::MerchantAmountZscore) {
+        m.own_z_sum += f64::from(z);
+        m.own_z_n += 1.0;
     }
     if v.amount < MICRO_AMOUNT {
         m.micro += 1.0;

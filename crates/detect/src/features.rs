@@ -91,8 +91,12 @@ features! {
     NovelTx1h = "novel_tx_1h",
     /// Same over the previous 24 hours.
     NovelTx24h = "novel_tx_24h",
+    /// Earlier transactions in the previous hour above 3x the card's mean at the time.
+    HighAmountTx1h = "high_amount_tx_1h",
     /// Earlier transactions in the previous 24 hours above 3x the card's mean at the time.
     HighAmountTx24h = "high_amount_tx_24h",
+    /// The card's previous transaction amount / the card's mean amount; missing without one.
+    PrevAmountToMean = "prev_amount_to_mean",
     /// `(sum_1h + amount) / mean amount`; missing without history.
     Spend1hToMean = "spend_1h_to_mean",
     /// Share of the card's earlier transactions below the micro amount; missing without history.
@@ -152,6 +156,12 @@ features! {
     MerchantAnomalyShare = "merchant_anomaly_share",
     /// `(merchant_activity_24h + 1) / (merchant's lifetime transactions per day + 1)`.
     MerchantVelocityRatio = "merchant_velocity_ratio",
+    /// Decayed (24 h) mean of `category_amount_zscore` over the merchant's transactions:
+    /// is this merchant currently charging more than its category usually costs?
+    MerchantRecentCategoryZ = "merchant_recent_category_z",
+    /// Decayed (24 h) mean of `merchant_amount_zscore` over the merchant's transactions:
+    /// is this merchant currently charging more than it usually does?
+    MerchantRecentAmountZ = "merchant_recent_amount_z",
     /// z-score of `ln(1+amount)` against the merchant's history; missing below 5 transactions.
     MerchantAmountZscore = "merchant_amount_zscore",
     /// z-score of `ln(1+amount)` against all cards in this category; missing below 20 transactions.

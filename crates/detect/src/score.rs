@@ -37,6 +37,9 @@ pub struct DecisionConfig {
     pub prior: f64,
     /// How many model features to name in the reasons of non-APPROVE decisions.
     pub max_feature_reasons: usize,
+    /// Factor applied to rule weights when a model is loaded (the model already sees the
+    /// rules' inputs; rules then act as a policy nudge). 1 = full weight, 0 = reasons only.
+    pub rule_weight_scale_with_model: f64,
 }
 
 impl Default for DecisionConfig {
@@ -46,6 +49,7 @@ impl Default for DecisionConfig {
             decline_threshold: 0.9,
             prior: 0.05,
             max_feature_reasons: 3,
+            rule_weight_scale_with_model: 0.5,
         }
     }
 }
@@ -88,6 +92,11 @@ impl DetectorConfig {
         if d.review_threshold > d.decline_threshold {
             return Err(DetectError::Config(
                 "review_threshold must not exceed decline_threshold".into(),
+            ));
+        }
+        if !(d.rule_weight_scale_with_model.is_finite() && d.rule_weight_scale_with_model >= 0.0) {
+            return Err(DetectError::Config(
+                "rule_weight_scale_with_model must be a finite number ≥ 0".into(),
             ));
         }
         if !in_unit(d.prior) {
@@ -266,7 +275,12 @@ impl Detector {
         };
         let mut hits = Vec::new();
         self.config.rules.evaluate(&features, &mut hits);
-        let score = combine(model_probability, hits.iter().map(|h| h.weight));
+        let scale = if self.model.is_some() {
+            self.config.decision.rule_weight_scale_with_model
+        } else {
+            1.0
+        };
+        let score = combine(model_probability, hits.iter().map(|h| h.weight * scale));
         let d = &self.config.decision;
         let verdict = if score >= d.decline_threshold {
             Verdict::Decline

@@ -401,6 +401,14 @@ pub(crate) struct MerchantState {
     pub(crate) micro: f64,
     /// Decayed count of transactions far above the merchant's own amounts (z >= 1.5).
     pub(crate) anomalous: f64,
+    /// Decayed sum of the category amount z-scores of the merchant's transactions …
+    pub(crate) cat_z_sum: f64,
+    /// … and decayed count of the transactions that had one.
+    pub(crate) cat_z_n: f64,
+    /// Decayed sum of the merchant amount z-scores of its transactions …
+    pub(crate) own_z_sum: f64,
+    /// … and decayed count of the transactions that had one.
+    pub(crate) own_z_n: f64,
     pub(crate) dirty: bool,
 }
 
@@ -437,6 +445,10 @@ impl MerchantState {
         w.f64(self.high_amount);
         w.f64(self.micro);
         w.f64(self.anomalous);
+        w.f64(self.cat_z_sum);
+        w.f64(self.cat_z_n);
+        w.f64(self.own_z_sum);
+        w.f64(self.own_z_n);
     }
 
     pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
@@ -474,6 +486,10 @@ impl MerchantState {
             high_amount: r.f64()?,
             micro: r.f64()?,
             anomalous: r.f64()?,
+            cat_z_sum: r.f64()?,
+            cat_z_n: r.f64()?,
+            own_z_sum: r.f64()?,
+            own_z_n: r.f64()?,
             dirty: false,
         })
     }

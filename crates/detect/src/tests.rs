@@ -783,3 +783,114 @@ fn memory_per_card_is_documented_size() {
         m.card_bytes
     );
 }
+
+#[test]
+fn history_flags_spend_and_previous_amount_hand_computed() {
+    let mut e = Engine::default();
+    let card = "4000000000000101";
+    for (i, t) in [0, 100, 200].iter().enumerate() {
+        e.process(&rich(&format!("h{i}"), card, *t, 10.0, "m1", "grocery"));
+    }
+    // 100 = 10x the mean of 10: a high amount, at a new merchant in a new category.
+    let f = e.process(&rich("big", card, 300, 100.0, "m2", "electronics"));
+    assert_eq!(val(&f, Feature::AmountToMean), 10.0);
+    // The card's very first transaction was, by definition, at a new merchant.
+    assert_eq!(val(&f, Feature::NovelTx1h), 1.0);
+    let f = e.process(&rich("after", card, 400, 4.0, "m1", "grocery"));
+    assert_eq!(val(&f, Feature::NovelTx1h), 2.0);
+    assert_eq!(val(&f, Feature::NovelTx24h), 2.0);
+    assert_eq!(val(&f, Feature::HighAmountTx1h), 1.0);
+    assert_eq!(val(&f, Feature::HighAmountTx24h), 1.0);
+    let mean = (10.0 + 10.0 + 10.0 + 100.0) / 4.0;
+    assert!(close(
+        val(&f, Feature::PrevAmountToMean),
+        100.0 / mean,
+        1e-6
+    ));
+    assert!(close(
+        val(&f, Feature::Spend1hToMean),
+        (130.0 + 4.0) / mean,
+        1e-6
+    ));
+    assert_eq!(val(&f, Feature::CardMicroShare), 0.0);
+    // Two hours later the hour counts are empty, the day counts are not; 4.00 was micro.
+    let f = e.process(&rich("later", card, 400 + 7200, 20.0, "m1", "grocery"));
+    assert_eq!(val(&f, Feature::HighAmountTx1h), 0.0);
+    assert_eq!(val(&f, Feature::HighAmountTx24h), 1.0);
+    assert_eq!(val(&f, Feature::NovelTx1h), 0.0);
+    assert_eq!(val(&f, Feature::NovelTx24h), 2.0);
+    assert!(close(val(&f, Feature::CardMicroShare), 1.0 / 5.0, 1e-6));
+}
+
+#[test]
+fn implausible_jump_is_remembered() {
+    let mut e = Engine::default();
+    let card = "4000000000000119";
+    let f = e.process(&located(tx("a", card, 0, 10.0), 40.7128, -74.0060));
+    assert_eq!(f.get(Feature::HoursSinceJump), None);
+    e.process(&located(tx("b", card, 600, 10.0), 48.8566, 2.3522)); // NY -> Paris in 10 min
+    let f = e.process(&located(tx("c", card, 600 + 7200, 10.0), 48.86, 2.35));
+    assert!(close(val(&f, Feature::HoursSinceJump), 2.0, 1e-6));
+    // A plausible trip does not count as a jump.
+    let mut e = Engine::default();
+    e.process(&located(tx("a", card, 0, 10.0), 40.7128, -74.0060));
+    e.process(&located(tx("b", card, 8 * 3600, 10.0), 48.8566, 2.3522));
+    let f = e.process(&tx("c", card, 9 * 3600, 10.0));
+    assert_eq!(f.get(Feature::HoursSinceJump), None);
+}
+
+#[test]
+fn merchant_shift_features_hand_computed() {
+    let mut e = Engine::default();
+    // 20 grocery purchases of 10.00 at other merchants set the category's statistics.
+    for i in 0..20 {
+        e.process(&rich(
+            &format!("c{i}"),
+            &format!("41000000000001{i:02}"),
+            i,
+            10.0,
+            &format!("o{i}"),
+            "grocery",
+        ));
+    }
+    let f = e.process(&rich(
+        "s1",
+        "4200000000000001",
+        100,
+        20.0,
+        "shop",
+        "grocery",
+    ));
+    // Category z: all 20 equal -> std floored at 0.1.
+    let z = (21f64.ln() - 11f64.ln()) / 0.1;
+    assert!(close(val(&f, Feature::CategoryAmountZscore), z, 1e-5));
+    assert_eq!(
+        f.get(Feature::MerchantRecentCategoryZ),
+        None,
+        "new merchant"
+    );
+    let f = e.process(&rich(
+        "s2",
+        "4200000000000002",
+        2 * 86_400 + 100,
+        10.0,
+        "shop",
+        "grocery",
+    ));
+    // One earlier transaction at the shop: its decayed mean is its own z.
+    assert!(close(val(&f, Feature::MerchantRecentCategoryZ), z, 1e-4));
+    assert_eq!(
+        f.get(Feature::MerchantRecentAmountZ),
+        None,
+        "needs 5 earlier at the shop"
+    );
+    // Velocity: decayed activity (one event, 2 days ago) against 1 event per 2 days.
+    let activity = (-2.0f64 * 24.0 / 24.0).exp();
+    let daily = 1.0 / 2.0;
+    assert!(close(
+        val(&f, Feature::MerchantVelocityRatio),
+        (activity + 1.0) / (daily + 1.0),
+        1e-6
+    ));
+    assert_eq!(val(&f, Feature::MerchantAnomalyShare), 0.0);
+}
