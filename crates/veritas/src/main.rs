@@ -4,6 +4,7 @@
 //! line, sets up logging and dispatches.
 
 mod cmd;
+mod pipeline;
 
 use clap::{Parser, Subcommand};
 
@@ -22,6 +23,10 @@ struct Cli {
 enum Command {
     /// Run the embedded Kafka-compatible broker.
     Broker(cmd::broker::BrokerArgs),
+    /// Send generated (or replayed) card transactions to Kafka, with labelled fraud.
+    Produce(cmd::produce::ProduceArgs),
+    /// Score transactions from Kafka as a consumer-group member, writing explained decisions.
+    Detect(cmd::detect::DetectArgs),
     /// Generate labelled synthetic card transactions (training / evaluation history).
     Generate(cmd::generate::GenerateArgs),
     /// Measure broker throughput and end-to-end latency with librdkafka.
@@ -48,6 +53,8 @@ fn main() -> std::process::ExitCode {
         Command::Broker(args) => cmd::broker::run(args),
         Command::Bench(args) => cmd::bench::run(args),
         Command::Generate(args) => cmd::generate::run(args),
+        Command::Produce(args) => cmd::produce::run(args),
+        Command::Detect(args) => cmd::detect::run(args),
         Command::Topics(args) => cmd::topics::run(args),
         Command::Groups(args) => cmd::groups::run(args),
         Command::Consume(args) => cmd::consume::run(args),

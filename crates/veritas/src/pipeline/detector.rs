@@ -1,0 +1,866 @@
+//! The detector: a consumer-group member that scores every transaction and writes explained
+//! decisions, at least once, with its state surviving restarts and rebalances.
+//!
+//! # One engine per partition
+//!
+//! Events are keyed by card, so a card's events live in one partition, in order. Each assigned
+//! partition gets its own [`Detector`] (engine + rules + model), so what a partition's events
+//! produce does not depend on which instance owns it: one instance or N instances of a group
+//! give the same decisions.
+//!
+//! # At least once
+//!
+//! A decision (or a dead-letter record for an invalid event) is sent for every input record.
+//! Input offsets are committed only at checkpoints, after every decision before them has been
+//! acknowledged by the broker. A crash loses no decision; it can repeat the decisions made since
+//! the last checkpoint (counted as duplicates downstream).
+//!
+//! # Checkpoints: state consistent with committed offsets
+//!
+//! Every `checkpoint_interval` (and when partitions are revoked, and at shutdown), for each owned
+//! partition `p` whose next offset to process is `O`:
+//!
+//! 1. wait for the acknowledgement of every decision and DLQ record sent for `p`;
+//! 2. write the engine's changelog since the previous checkpoint — one record per card / merchant
+//!    state changed, keyed by the state key — to partition `p` of the state topic
+//!    (`<input>.detector-state`), then a **marker** record `{"offset": O}`; every
+//!    `snapshot_every` checkpoints, write the whole state instead, as a snapshot in chunks, and a
+//!    marker naming it;
+//! 3. wait for those records' acknowledgements;
+//! 4. commit offset `O` for `p`;
+//! 5. after a snapshot, delete the state partition's records before it (DeleteRecords), which
+//!    keeps the state topic bounded on any Kafka, compacted or not.
+//!
+//! On assignment, partition `p`'s state is rebuilt by reading its state partition from the
+//! start: the last snapshot before the last marker, then the changelog records up to that
+//! marker; anything after the last marker (a checkpoint cut short by a crash) is ignored. The
+//! partition is then read from the marker's offset. The state restored is exactly the state the
+//! engine had after processing offset `O - 1`, so every later event is scored as an
+//! uninterrupted run would score it.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use parking_lot::Mutex;
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
+use rdkafka::admin::{AdminClient, AdminOptions};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use veritas_detect::{Decision, Detector, DetectorConfig, Engine, Model, Verdict};
+use veritas_events::{decode_event, RecordContext};
+
+use super::{Topics, ERROR_HEADER, LABEL_HEADER, SCENARIO_HEADER};
+
+/// State-topic record keys: a changelog entry is `d` + the engine's state key; a snapshot chunk
+/// `s` + id (8 bytes BE) + index (4 bytes BE); a marker `c`.
+const KEY_DELTA: u8 = b'd';
+const KEY_CHUNK: u8 = b's';
+const KEY_MARKER: &[u8] = b"c";
+/// Largest snapshot chunk (well under Kafka's default 1 MB message limit).
+const CHUNK_BYTES: usize = 512 * 1024;
+
+/// How the detector runs.
+#[derive(Clone)]
+pub struct DetectorSettings {
+    /// librdkafka base configuration (bootstrap servers).
+    pub client: ClientConfig,
+    /// Input, decisions, DLQ and state topics.
+    pub topics: Topics,
+    /// Consumer group id.
+    pub group: String,
+    /// Engine, rules and thresholds.
+    pub config: DetectorConfig,
+    /// The model (rules only without one).
+    pub model: Option<Model>,
+    /// How often state is checkpointed and offsets committed.
+    pub checkpoint_interval: Duration,
+    /// Every this many checkpoints, a full snapshot replaces the changelog.
+    pub snapshot_every: u32,
+    /// Print the tutorial's lines for every event.
+    pub seed_output: bool,
+    /// Read from the beginning when the group has no committed offset (else from the end).
+    pub from_beginning: bool,
+}
+
+/// Detector metrics.
+#[derive(Clone)]
+pub struct DetectorMetrics {
+    /// Input records consumed.
+    pub events: IntCounter,
+    /// Decisions by verdict.
+    pub decisions: IntCounterVec,
+    /// Invalid events sent to the dead-letter topic.
+    pub dlq: IntCounter,
+    /// Time to score one event (features + rules + model).
+    pub score_seconds: Histogram,
+    /// Record timestamp → decision ready.
+    pub end_to_end_seconds: Histogram,
+    /// Consumer lag per partition.
+    pub lag: IntGaugeVec,
+    /// Cards held in state.
+    pub cards: IntGauge,
+    /// Checkpoints completed.
+    pub checkpoints: IntCounter,
+    /// Partitions restored from checkpoints.
+    pub restores: IntCounter,
+}
+
+impl DetectorMetrics {
+    /// Creates and registers the metrics.
+    pub fn new(registry: &Registry) -> anyhow::Result<Self> {
+        let fine = vec![
+            0.000_002, 0.000_005, 0.00001, 0.000_025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001,
+            0.005,
+        ];
+        let coarse = vec![
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ];
+        let m = DetectorMetrics {
+            events: IntCounter::new("veritas_detector_events_total", "Input records consumed")?,
+            decisions: IntCounterVec::new(
+                Opts::new("veritas_detector_decisions_total", "Decisions by verdict"),
+                &["decision"],
+            )?,
+            dlq: IntCounter::new(
+                "veritas_detector_dlq_total",
+                "Invalid events sent to the dead-letter topic",
+            )?,
+            score_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "veritas_detector_score_seconds",
+                    "Features + rules + model per event",
+                )
+                .buckets(fine),
+            )?,
+            end_to_end_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "veritas_detector_end_to_end_seconds",
+                    "Record timestamp to decision",
+                )
+                .buckets(coarse),
+            )?,
+            lag: IntGaugeVec::new(
+                Opts::new("veritas_detector_lag", "Consumer lag per partition"),
+                &["partition"],
+            )?,
+            cards: IntGauge::new(
+                "veritas_detector_state_cards",
+                "Cards held in detector state",
+            )?,
+            checkpoints: IntCounter::new(
+                "veritas_detector_checkpoints_total",
+                "State checkpoints completed",
+            )?,
+            restores: IntCounter::new(
+                "veritas_detector_restores_total",
+                "Partitions restored from a checkpoint",
+            )?,
+        };
+        registry.register(Box::new(m.events.clone()))?;
+        registry.register(Box::new(m.decisions.clone()))?;
+        registry.register(Box::new(m.dlq.clone()))?;
+        registry.register(Box::new(m.score_seconds.clone()))?;
+        registry.register(Box::new(m.end_to_end_seconds.clone()))?;
+        registry.register(Box::new(m.lag.clone()))?;
+        registry.register(Box::new(m.cards.clone()))?;
+        registry.register(Box::new(m.checkpoints.clone()))?;
+        registry.register(Box::new(m.restores.clone()))?;
+        Ok(m)
+    }
+}
+
+/// Ground truth carried in the input record's headers, when present.
+#[derive(Debug, Clone, Default)]
+pub struct Truth {
+    /// `veritas-label`.
+    pub label: Option<bool>,
+    /// `veritas-scenario`.
+    pub scenario: Option<String>,
+}
+
+/// Receives what the detector does (the demo's dashboard; nothing for `veritas detect`).
+pub trait Observer: Send + Sync {
+    /// A decision was made for `amount` with this ground truth.
+    fn decision(&self, _decision: &Decision, _amount: f64, _truth: &Truth) {}
+    /// An invalid event went to the dead-letter topic.
+    fn dead_letter(&self) {}
+    /// Consumer lag of a partition.
+    fn lag(&self, _partition: i32, _lag: i64) {}
+}
+
+/// An observer that ignores everything.
+pub struct NoObserver;
+impl Observer for NoObserver {}
+
+/// What a detector run did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct DetectSummary {
+    /// Input records consumed.
+    pub events: u64,
+    /// Decisions written.
+    pub decisions: u64,
+    /// Dead-letter records written.
+    pub dead_letters: u64,
+    /// Checkpoints completed.
+    pub checkpoints: u64,
+}
+
+struct PartitionWorker {
+    detector: Detector,
+    /// Next input offset to process (everything before it is in the engine's state).
+    next_offset: i64,
+    /// Decisions / dead letters sent and not yet known to be acknowledged.
+    in_flight: VecDeque<DeliveryFuture>,
+    checkpoints: u32,
+}
+
+struct Shared {
+    settings: DetectorSettings,
+    metrics: DetectorMetrics,
+    observer: Arc<dyn Observer>,
+    producer: FutureProducer,
+    admin: AdminClient<DefaultClientContext>,
+    rt: tokio::runtime::Runtime,
+    parts: Mutex<HashMap<i32, PartitionWorker>>,
+    fatal: Mutex<Option<anyhow::Error>>,
+    snapshot_ids: std::sync::atomic::AtomicU64,
+    summary: Mutex<DetectSummary>,
+    /// High watermark per input partition, from librdkafka's statistics.
+    high_watermarks: Mutex<HashMap<i32, i64>>,
+}
+
+/// The consumer's context: rebalances restore and checkpoint partition state.
+struct GroupContext(Arc<Shared>);
+
+impl ClientContext for GroupContext {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        tracing::warn!(error = %error, %reason, "kafka client error");
+    }
+
+    /// librdkafka's statistics carry each partition's high watermark as last seen by the
+    /// fetcher: lag comes from there, without extra requests queued behind long-poll fetches.
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let Some(topic) = statistics.topics.get(&self.0.settings.topics.input) else {
+            return;
+        };
+        let mut hw = self.0.high_watermarks.lock();
+        for (_, p) in topic
+            .partitions
+            .iter()
+            .filter(|(_, p)| p.partition >= 0 && p.hi_offset >= 0)
+        {
+            hw.insert(p.partition, p.hi_offset);
+        }
+    }
+}
+
+impl ConsumerContext for GroupContext {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let shared = &self.0;
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                for e in tpl.elements() {
+                    tracing::info!(partition = e.partition(), "partition assigned");
+                }
+                let mut assigned = Vec::new();
+                for e in tpl.elements() {
+                    match shared.restore(e.partition()) {
+                        Ok(worker) => assigned.push((e.partition(), worker)),
+                        Err(err) => shared.set_fatal(
+                            err.context(format!("restoring partition {}", e.partition())),
+                        ),
+                    }
+                }
+                let mut parts = shared.parts.lock();
+                for (p, worker) in assigned {
+                    if let Some(offset) = worker.as_ref().map(|w| w.next_offset) {
+                        let _ = tpl.set_partition_offset(
+                            &shared.settings.topics.input,
+                            p,
+                            Offset::Offset(offset),
+                        );
+                    }
+                    let worker = worker.unwrap_or_else(|| shared.fresh_worker(-1));
+                    parts.insert(p, worker);
+                }
+                drop(parts);
+                let r = if cooperative {
+                    consumer.incremental_assign(tpl)
+                } else {
+                    consumer.assign(tpl)
+                };
+                if let Err(e) = r {
+                    shared.set_fatal(anyhow!("assigning partitions: {e}"));
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                let revoked: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+                tracing::info!(?revoked, "partitions revoked; checkpointing them");
+                if let Err(e) = shared.checkpoint(consumer, &revoked) {
+                    shared.set_fatal(e.context("checkpointing revoked partitions"));
+                }
+                let mut parts = shared.parts.lock();
+                for p in &revoked {
+                    parts.remove(p);
+                    let _ = shared.metrics.lag.remove_label_values(&[&p.to_string()]);
+                }
+                drop(parts);
+                let r = if cooperative {
+                    consumer.incremental_unassign(tpl)
+                } else {
+                    consumer.unassign()
+                };
+                if let Err(e) = r {
+                    tracing::warn!(error = %e, "unassign failed");
+                }
+            }
+            other => {
+                tracing::error!(error = ?other, "rebalance error");
+                let _ = consumer.unassign();
+            }
+        }
+    }
+}
+
+impl Shared {
+    fn set_fatal(&self, e: anyhow::Error) {
+        tracing::error!(error = %format!("{e:#}"), "detector error");
+        let mut f = self.fatal.lock();
+        if f.is_none() {
+            *f = Some(e);
+        }
+    }
+
+    fn detector_config(&self) -> DetectorConfig {
+        let mut c = self.settings.config.clone();
+        c.engine.track_changelog = true;
+        c
+    }
+
+    fn fresh_worker(&self, next_offset: i64) -> PartitionWorker {
+        PartitionWorker {
+            detector: Detector::new(self.detector_config(), self.settings.model.clone()),
+            next_offset,
+            in_flight: VecDeque::new(),
+            checkpoints: 0,
+        }
+    }
+
+    /// Rebuilds a partition's state from its state partition. `None`: no checkpoint yet.
+    fn restore(&self, partition: i32) -> anyhow::Result<Option<PartitionWorker>> {
+        let started = Instant::now();
+        let topic = &self.settings.topics.state;
+        let reader: BaseConsumer = self
+            .settings
+            .client
+            .clone()
+            .set("group.id", format!("{}-restore", self.settings.group))
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "false")
+            .create()?;
+        let (low, high) = reader
+            .fetch_watermarks(topic, partition, Duration::from_secs(30))
+            .with_context(|| format!("watermarks of {topic}/{partition}"))?;
+        if high <= low {
+            return Ok(None);
+        }
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, partition, Offset::Offset(low))?;
+        reader.assign(&tpl)?;
+        let cfg = self.detector_config();
+        let mut engine: Option<Engine> = None;
+        let mut pending_deltas: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
+        let mut chunks: Vec<(u64, u32, Vec<u8>)> = Vec::new();
+        let mut last_offset: Option<i64> = None;
+        let mut position = low;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while position < high {
+            if Instant::now() > deadline {
+                bail!("timed out reading {topic}/{partition} at {position} of {high}");
+            }
+            let Some(m) = reader.poll(Duration::from_millis(200)) else {
+                continue;
+            };
+            let m = m?;
+            position = m.offset() + 1;
+            let key = m.key().unwrap_or_default();
+            match key.first() {
+                Some(&KEY_DELTA) => {
+                    pending_deltas.push((key[1..].to_vec(), m.payload().map(<[u8]>::to_vec)))
+                }
+                Some(&KEY_CHUNK) if key.len() == 13 => {
+                    let id = u64::from_be_bytes(key[1..9].try_into().unwrap_or_default());
+                    let idx = u32::from_be_bytes(key[9..13].try_into().unwrap_or_default());
+                    chunks.push((id, idx, m.payload().unwrap_or_default().to_vec()));
+                }
+                _ if key == KEY_MARKER => {
+                    let marker: Marker = serde_json::from_slice(m.payload().unwrap_or_default())
+                        .with_context(|| {
+                            format!(
+                                "bad checkpoint marker at {topic}/{partition}@{}",
+                                m.offset()
+                            )
+                        })?;
+                    if let Some(snap) = marker.snapshot {
+                        let mut parts: Vec<&(u64, u32, Vec<u8>)> =
+                            chunks.iter().filter(|c| c.0 == snap.id).collect();
+                        parts.sort_by_key(|c| c.1);
+                        if parts.len() != snap.chunks as usize
+                            || parts.iter().enumerate().any(|(i, c)| c.1 != i as u32)
+                        {
+                            bail!("snapshot {} at {topic}/{partition} is incomplete", snap.id);
+                        }
+                        let bytes: Vec<u8> =
+                            parts.iter().flat_map(|c| c.2.iter().copied()).collect();
+                        engine = Some(Engine::restore(cfg.engine.clone(), &bytes)?);
+                        chunks.clear();
+                        pending_deltas.clear(); // covered by the snapshot
+                    } else {
+                        let e = engine.get_or_insert_with(|| Engine::new(cfg.engine.clone()));
+                        for (k, v) in pending_deltas.drain(..) {
+                            e.apply_changelog(&k, v.as_deref())?;
+                        }
+                    }
+                    last_offset = Some(marker.offset);
+                }
+                _ => tracing::warn!(
+                    partition,
+                    offset = m.offset(),
+                    "ignoring unknown state record"
+                ),
+            }
+        }
+        let Some(offset) = last_offset else {
+            return Ok(None);
+        };
+        let engine = engine.unwrap_or_else(|| Engine::new(cfg.engine.clone()));
+        let cards = engine.memory().cards;
+        self.metrics.restores.inc();
+        tracing::info!(
+            partition,
+            offset,
+            cards,
+            state_records = high - low,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "restored partition state"
+        );
+        let mut w = self.fresh_worker(offset);
+        w.detector = Detector::new(cfg, self.settings.model.clone()).with_engine(engine);
+        Ok(Some(w))
+    }
+
+    /// Scores one input record and sends its decision (or dead letter).
+    fn process(&self, m: &BorrowedMessage<'_>) {
+        let p = m.partition();
+        let mut parts = self.parts.lock();
+        let worker = parts
+            .entry(p)
+            .or_insert_with(|| self.fresh_worker(m.offset()));
+        if worker.next_offset >= 0 && m.offset() < worker.next_offset {
+            return; // already in state (re-delivered after a seek)
+        }
+        self.metrics.events.inc();
+        let truth = truth_of(m);
+        let ts = m.timestamp().to_millis().unwrap_or(-1);
+        let payload = m.payload().unwrap_or_default();
+        let ctx = RecordContext::new(m.topic(), p, m.offset(), ts);
+        let topics = &self.settings.topics;
+        let fut = match decode_event(payload, &ctx) {
+            Err(e) => {
+                self.metrics.dlq.inc();
+                self.observer.dead_letter();
+                self.summary.lock().dead_letters += 1;
+                let error = e.to_string();
+                let source = format!("{}/{}/{}", m.topic(), p, m.offset());
+                let headers = OwnedHeaders::new()
+                    .insert(Header {
+                        key: ERROR_HEADER,
+                        value: Some(error.as_str()),
+                    })
+                    .insert(Header {
+                        key: "veritas-source",
+                        value: Some(source.as_str()),
+                    });
+                let mut r = FutureRecord::to(&topics.dlq)
+                    .payload(payload)
+                    .headers(headers);
+                if let Some(k) = m.key() {
+                    r = r.key(k);
+                }
+                tracing::debug!(%source, %error, "invalid event to the dead-letter topic");
+                self.producer.send_result(r).map_err(|(e, _)| e)
+            }
+            Ok(tx) => {
+                let started = Instant::now();
+                let mut decision = worker.detector.process(&tx);
+                let score_time = started.elapsed();
+                self.metrics.score_seconds.observe(score_time.as_secs_f64());
+                let e2e_ms = (now_ms() - ts).max(0);
+                decision.latency_us = Some(if ts > 0 {
+                    e2e_ms as u64 * 1000
+                } else {
+                    score_time.as_micros() as u64
+                });
+                self.metrics
+                    .end_to_end_seconds
+                    .observe(e2e_ms as f64 / 1000.0);
+                self.metrics
+                    .decisions
+                    .with_label_values(&[decision.decision.as_str()])
+                    .inc();
+                self.summary.lock().decisions += 1;
+                self.observer.decision(&decision, tx.amount, &truth);
+                if self.settings.seed_output {
+                    println!(
+                        "Received message | Topic({}) | Message({})",
+                        m.topic(),
+                        String::from_utf8_lossy(payload)
+                    );
+                    let name = tx.first_name.as_deref().unwrap_or("unknown");
+                    match decision.decision {
+                        Verdict::Approve => println!("--AUTHORIZED-- bank account for user {name}"),
+                        _ => println!("--UNAUTHORIZED-- bank account for user {name}"),
+                    }
+                }
+                let value = match serde_json::to_vec(&decision) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        self.set_fatal(anyhow!("encoding a decision: {e}"));
+                        return;
+                    }
+                };
+                self.producer
+                    .send_result(
+                        FutureRecord::to(&topics.decisions)
+                            .key(&tx.card_number)
+                            .payload(&value),
+                    )
+                    .map_err(|(e, _)| e)
+            }
+        };
+        match fut {
+            Ok(f) => worker.in_flight.push_back(f),
+            Err(e) => self.set_fatal(anyhow!(
+                "queueing output for {}/{}@{}: {e}",
+                m.topic(),
+                p,
+                m.offset()
+            )),
+        }
+        worker.next_offset = m.offset() + 1;
+        self.summary.lock().events += 1;
+    }
+
+    /// Checkpoints `partitions` (see the module docs). An error leaves offsets uncommitted.
+    fn checkpoint<C: ConsumerContext>(
+        &self,
+        consumer: &BaseConsumer<C>,
+        partitions: &[i32],
+    ) -> anyhow::Result<()> {
+        let topics = &self.settings.topics;
+        let mut commit = TopicPartitionList::new();
+        let mut truncate: Vec<(i32, i64)> = Vec::new();
+        let mut parts = self.parts.lock();
+        for p in partitions {
+            let Some(w) = parts.get_mut(p) else { continue };
+            if w.next_offset < 0 {
+                continue; // nothing consumed yet
+            }
+            // 1. Every output before next_offset acknowledged.
+            for f in w.in_flight.drain(..) {
+                match self.rt.block_on(f) {
+                    Ok(Ok(_)) => {}
+                    Ok(Err((e, _))) => bail!("a decision for partition {p} was not delivered: {e}"),
+                    Err(_) => bail!(
+                        "the producer went away before a decision for partition {p} was delivered"
+                    ),
+                }
+            }
+            // 2. State changes (or a full snapshot), then the marker.
+            w.checkpoints += 1;
+            let snapshot = self.settings.snapshot_every > 0
+                && w.checkpoints % self.settings.snapshot_every == 1;
+            let mut futures = Vec::new();
+            let mut marker = Marker {
+                offset: w.next_offset,
+                snapshot: None,
+            };
+            if snapshot {
+                let bytes = w.detector.engine().snapshot();
+                let _ = w.detector.engine_mut().drain_changelog(); // the snapshot covers them
+                let id =
+                    self.snapshot_ids.fetch_add(1, Ordering::Relaxed) ^ (now_ms() as u64) << 16;
+                let chunks: Vec<&[u8]> = if bytes.is_empty() {
+                    vec![&[][..]]
+                } else {
+                    bytes.chunks(CHUNK_BYTES).collect()
+                };
+                for (i, chunk) in chunks.iter().enumerate() {
+                    let mut key = vec![KEY_CHUNK];
+                    key.extend_from_slice(&id.to_be_bytes());
+                    key.extend_from_slice(&(i as u32).to_be_bytes());
+                    futures.push(self.send_state(&topics.state, *p, &key, Some(chunk))?);
+                }
+                marker.snapshot = Some(SnapshotRef {
+                    id,
+                    chunks: chunks.len() as u32,
+                });
+            } else {
+                for entry in w.detector.engine_mut().drain_changelog() {
+                    let mut key = vec![KEY_DELTA];
+                    key.extend_from_slice(&entry.key);
+                    futures.push(self.send_state(
+                        &topics.state,
+                        *p,
+                        &key,
+                        entry.value.as_deref(),
+                    )?);
+                }
+            }
+            let marker_bytes = serde_json::to_vec(&marker)?;
+            futures.push(self.send_state(&topics.state, *p, KEY_MARKER, Some(&marker_bytes))?);
+            // 3. All state records acknowledged.
+            let mut first_offset = None;
+            for f in futures {
+                match self.rt.block_on(f) {
+                    Ok(Ok(d)) => {
+                        first_offset.get_or_insert(d.offset);
+                    }
+                    Ok(Err((e, _))) => bail!("checkpoint of partition {p} not delivered: {e}"),
+                    Err(_) => {
+                        bail!("the producer went away during the checkpoint of partition {p}")
+                    }
+                }
+            }
+            commit.add_partition_offset(&topics.input, *p, Offset::Offset(w.next_offset))?;
+            if let (true, Some(first)) = (snapshot, first_offset) {
+                truncate.push((*p, first));
+            }
+        }
+        drop(parts);
+        // 4. Offsets.
+        if commit.count() > 0 {
+            consumer
+                .commit(&commit, CommitMode::Sync)
+                .context("committing offsets")?;
+            self.metrics.checkpoints.inc();
+            self.summary.lock().checkpoints += 1;
+        }
+        // 5. Bound the state topic: everything before the latest snapshot is redundant.
+        if !truncate.is_empty() {
+            let mut tpl = TopicPartitionList::new();
+            for (p, first) in &truncate {
+                tpl.add_partition_offset(&topics.state, *p, Offset::Offset(*first))?;
+            }
+            match self
+                .rt
+                .block_on(self.admin.delete_records(&tpl, &AdminOptions::new()))
+            {
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not trim the state topic (it keeps growing until the next snapshot)")
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn send_state(
+        &self,
+        topic: &str,
+        partition: i32,
+        key: &[u8],
+        value: Option<&[u8]>,
+    ) -> anyhow::Result<DeliveryFuture> {
+        let mut r = FutureRecord::<[u8], [u8]>::to(topic)
+            .key(key)
+            .partition(partition);
+        if let Some(v) = value {
+            r = r.payload(v);
+        }
+        self.producer
+            .send_result(r)
+            .map_err(|(e, _)| anyhow!("queueing a state record: {e}"))
+    }
+
+    fn update_lag(&self) {
+        let parts: Vec<(i32, i64, usize)> = self
+            .parts
+            .lock()
+            .iter()
+            .map(|(p, w)| (*p, w.next_offset, w.detector.engine().memory().cards))
+            .collect();
+        self.metrics
+            .cards
+            .set(parts.iter().map(|x| x.2 as i64).sum());
+        let hw = self.high_watermarks.lock().clone();
+        for (p, next, _) in parts {
+            if let Some(high) = hw.get(&p) {
+                let lag = if next < 0 {
+                    *high
+                } else {
+                    (high - next).max(0)
+                };
+                self.metrics
+                    .lag
+                    .with_label_values(&[&p.to_string()])
+                    .set(lag);
+                self.observer.lag(p, lag);
+            }
+        }
+    }
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Marker {
+    /// Next input offset to process after this checkpoint.
+    offset: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    snapshot: Option<SnapshotRef>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SnapshotRef {
+    id: u64,
+    chunks: u32,
+}
+
+fn truth_of(m: &BorrowedMessage<'_>) -> Truth {
+    let mut t = Truth::default();
+    if let Some(h) = m.headers() {
+        for h in h.iter() {
+            match (h.key, h.value) {
+                (LABEL_HEADER, Some(v)) => t.label = Some(v == b"1"),
+                (SCENARIO_HEADER, Some(v)) => {
+                    t.scenario = Some(String::from_utf8_lossy(v).into_owned())
+                }
+                _ => {}
+            }
+        }
+    }
+    t
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Runs the detector until `stop` is set (then drains: final checkpoint, leave the group).
+pub fn run(
+    settings: DetectorSettings,
+    metrics: DetectorMetrics,
+    observer: Arc<dyn Observer>,
+    stop: &AtomicBool,
+) -> anyhow::Result<DetectSummary> {
+    let producer: FutureProducer = settings
+        .client
+        .clone()
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .set("compression.type", "lz4")
+        .set("message.timeout.ms", "300000")
+        .create()
+        .context("creating the decisions producer")?;
+    let admin: AdminClient<DefaultClientContext> = settings
+        .client
+        .create()
+        .context("creating the admin client")?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let input = settings.topics.input.clone();
+    let interval = settings.checkpoint_interval;
+    let mut consumer_cfg = settings.client.clone();
+    consumer_cfg
+        .set("group.id", &settings.group)
+        .set("enable.auto.commit", "false")
+        .set(
+            "auto.offset.reset",
+            if settings.from_beginning {
+                "earliest"
+            } else {
+                "latest"
+            },
+        )
+        .set("enable.partition.eof", "false")
+        .set("statistics.interval.ms", "1000");
+    let shared = Arc::new(Shared {
+        settings,
+        metrics,
+        observer,
+        producer,
+        admin,
+        rt,
+        parts: Mutex::new(HashMap::new()),
+        fatal: Mutex::new(None),
+        snapshot_ids: std::sync::atomic::AtomicU64::new(1),
+        summary: Mutex::new(DetectSummary::default()),
+        high_watermarks: Mutex::new(HashMap::new()),
+    });
+    let consumer: BaseConsumer<GroupContext> = consumer_cfg
+        .create_with_context(GroupContext(shared.clone()))
+        .context("creating the consumer")?;
+    consumer
+        .subscribe(&[&input])
+        .with_context(|| format!("subscribing to {input}"))?;
+    tracing::info!(topic = %input, group = %shared.settings.group, "detector started");
+    let mut last_checkpoint = Instant::now();
+    let mut last_lag = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => shared.process(&m),
+            Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
+            None => {}
+        }
+        if let Some(e) = shared.fatal.lock().take() {
+            return Err(e);
+        }
+        if last_checkpoint.elapsed() >= interval {
+            let owned: Vec<i32> = shared.parts.lock().keys().copied().collect();
+            shared.checkpoint(&consumer, &owned)?;
+            last_checkpoint = Instant::now();
+        }
+        if last_lag.elapsed() >= Duration::from_secs(1) {
+            shared.update_lag();
+            last_lag = Instant::now();
+        }
+    }
+    // Drain: checkpoint what was processed, then leave the group (its revoke finds nothing new).
+    let owned: Vec<i32> = shared.parts.lock().keys().copied().collect();
+    shared.checkpoint(&consumer, &owned)?;
+    consumer.unsubscribe();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline && !shared.parts.lock().is_empty() {
+        let _ = consumer.poll(Duration::from_millis(100));
+    }
+    drop(consumer);
+    if let Some(e) = shared.fatal.lock().take() {
+        return Err(e);
+    }
+    let summary = shared.summary.lock().clone();
+    tracing::info!(?summary, "detector stopped");
+    Ok(summary)
+}

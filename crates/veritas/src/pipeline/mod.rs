@@ -1,0 +1,111 @@
+//! The Kafka edges of Veritas: the transaction producer and the detector consumer. The
+//! subcommands (`produce`, `detect`, `demo`) are thin wrappers around these, so the demo runs
+//! exactly the code a user runs by hand, against the embedded broker or any Kafka.
+
+pub mod detector;
+pub mod producer;
+
+/// Record header carrying the ground-truth label (`1` fraud, `0` legitimate). Never in the value:
+/// the detector must not see it.
+pub const LABEL_HEADER: &str = "veritas-label";
+/// Record header carrying the fraud scenario of a fraudulent event.
+pub const SCENARIO_HEADER: &str = "veritas-scenario";
+/// Record header on dead-letter records: why the event was rejected.
+pub const ERROR_HEADER: &str = "veritas-error";
+
+/// The topics a pipeline uses, derived from the input topic's name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topics {
+    /// Transactions in.
+    pub input: String,
+    /// Decisions out.
+    pub decisions: String,
+    /// Invalid events, with their original bytes.
+    pub dlq: String,
+    /// The detector's state checkpoints.
+    pub state: String,
+}
+
+impl Topics {
+    /// `bankaccount` → `bankaccount.decisions`, `bankaccount.dlq`, `bankaccount.detector-state`.
+    pub fn for_input(input: &str) -> Topics {
+        Topics {
+            input: input.to_owned(),
+            decisions: format!("{input}.decisions"),
+            dlq: format!("{input}.dlq"),
+            state: format!("{input}.detector-state"),
+        }
+    }
+}
+
+/// Creates whichever of the pipeline's topics are missing: the input with `partitions`
+/// partitions, and the decisions, dead-letter and state topics with as many partitions as the
+/// input has (the state topic must match it partition for partition). Existing topics are left
+/// alone, except that a state topic with fewer partitions than the input is an error.
+pub fn ensure_topics(
+    client: &rdkafka::config::ClientConfig,
+    topics: &Topics,
+    partitions: i32,
+) -> anyhow::Result<i32> {
+    use anyhow::Context;
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::types::RDKafkaErrorCode;
+    use std::time::Duration;
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let admin: AdminClient<DefaultClientContext> = client.create()?;
+    let meta: BaseConsumer = client.create()?;
+    let count = |name: &str| -> anyhow::Result<Option<i32>> {
+        let md = meta
+            .fetch_metadata(Some(name), Duration::from_secs(15))
+            .with_context(|| format!("metadata of {name}"))?;
+        Ok(md
+            .topics()
+            .first()
+            .filter(|t| t.error().is_none() && !t.partitions().is_empty())
+            .map(|t| t.partitions().len() as i32))
+    };
+    let create = |name: &str, n: i32, configs: &[(&str, &str)]| -> anyhow::Result<()> {
+        let mut t = NewTopic::new(name, n, TopicReplication::Fixed(1));
+        for (k, v) in configs {
+            t = t.set(k, v);
+        }
+        let r = rt.block_on(admin.create_topics(
+            [&t],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(15))),
+        ))?;
+        for x in r {
+            match x {
+                Ok(_) => tracing::info!(topic = name, partitions = n, "created topic"),
+                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((t, e)) => anyhow::bail!("creating topic {t}: {e}"),
+            }
+        }
+        Ok(())
+    };
+    // Asking for metadata may auto-create the input with the broker default; create it first.
+    create(&topics.input, partitions, &[])?;
+    let n = count(&topics.input)?
+        .with_context(|| format!("topic {} is not available", topics.input))?;
+    create(&topics.decisions, n, &[])?;
+    create(&topics.dlq, n, &[])?;
+    create(
+        &topics.state,
+        n,
+        &[("cleanup.policy", "compact,delete"), ("retention.ms", "-1")],
+    )?;
+    let state = count(&topics.state)?.unwrap_or(0);
+    if state < n {
+        anyhow::bail!(
+            "state topic {} has {state} partitions but {} has {n}; grow it with `veritas topics alter-config {} --partitions {n}`",
+            topics.state,
+            topics.input,
+            topics.state
+        );
+    }
+    Ok(n)
+}
