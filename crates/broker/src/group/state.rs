@@ -363,14 +363,17 @@ impl GroupState {
     }
 
     /// A group loaded from its persisted metadata: always Empty (members rejoin after a
-    /// restart). `protocol_type` and `generation` survive; the time it became empty is the
-    /// persisted one for a group that was already empty, else `now_ms`.
+    /// restart) and keeping its protocol type. A group that was already empty keeps its
+    /// generation and the time it became empty; one that had members starts a new, empty
+    /// generation now — what Kafka's group becomes once the members' sessions expire.
     pub fn restored(meta: Option<&GroupValue>, now_ms: i64) -> GroupState {
         let mut s = GroupState::new(now_ms);
         if let Some(m) = meta {
             s.generation = m.generation;
             s.protocol_type = Some(m.protocol_type.clone()).filter(|t| !t.is_empty());
-            if m.protocol.is_none() && m.state_timestamp >= 0 {
+            if m.protocol.is_some() {
+                s.generation = m.generation.checked_add(1).unwrap_or(1);
+            } else if m.state_timestamp >= 0 {
                 s.state_timestamp_ms = m.state_timestamp;
             }
             if s.protocol_type.as_deref() == Some(CONSUMER_PROTOCOL_TYPE) {
