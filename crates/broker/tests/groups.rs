@@ -102,6 +102,7 @@ async fn produce(broker: &Broker, topic: &str, partitions: i32, per_partition: u
 
 fn consumer_config(broker: &Broker, group: &str) -> ClientConfig {
     let mut c = client_config(broker);
+    c.remove("message.timeout.ms"); // a producer property
     c.set("group.id", group)
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
@@ -641,6 +642,48 @@ async fn a_static_member_restarting_keeps_its_partitions_without_a_rebalance() {
     );
     b2.close();
     a.close();
+    broker.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_consumers_starting_together_converge() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(group_config(dir.path())).await;
+    create_topic(&broker, "wide", 10).await;
+    let cfg = consumer_config(&broker, "wide");
+    let started = Instant::now();
+    let members: Vec<Member> = (0..10).map(|_| Member::spawn(&cfg, "wide")).collect();
+    let refs: Vec<&Member> = members.iter().collect();
+    wait_for("ten members with one partition each", || {
+        let r = covering(&refs, 10);
+        async move { r }
+    })
+    .await;
+    let (phase, generation, size) = group_phase(&broker, "wide").unwrap();
+    assert_eq!((phase, size), (GroupPhase::Stable, 10));
+    println!(
+        "join→assignment, 10 members: {} ms, generation {generation}",
+        started.elapsed().as_millis()
+    );
+    let answered = |api: &str, code: i16| {
+        broker
+            .shared()
+            .metrics
+            .requests
+            .with_label_values(&[api, code.to_string().as_str()])
+            .get()
+    };
+    let unknown = E::UnknownMemberId.code();
+    assert_eq!(
+        answered("JoinGroup", unknown),
+        0,
+        "no UNKNOWN_MEMBER_ID storm"
+    );
+    assert_eq!(answered("SyncGroup", unknown), 0);
+    assert_eq!(answered("Heartbeat", unknown), 0);
+    for m in members {
+        m.close();
+    }
     broker.shutdown().await.unwrap();
 }
 

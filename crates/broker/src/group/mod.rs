@@ -55,14 +55,14 @@
 //! group → offset store; the store's lock is innermost. At shutdown parked requests are
 //! answered NOT_COORDINATOR.
 //!
-//! # Timers ([`timer`])
+//! # Timers (`timer.rs`)
 //!
 //! One background task serves every deadline from a min-heap of `(instant, group)` wake-ups
 //! (each group queues only its earliest deadline; heartbeats queue nothing) and sleeps until
 //! the next one. The same task runs housekeeping off the async threads once a second: offset
 //! expiry (every `offsets_retention_check_interval`) and the log checkpoint below.
 //!
-//! # Persistence ([`store`], [`codec`])
+//! # Persistence ([`store`], `codec.rs`)
 //!
 //! Committed offsets and group metadata live in the internal topic `__consumer_offsets`
 //! (flagged internal, `cleanup.policy=compact` so time retention never deletes live offsets).
