@@ -648,6 +648,7 @@ pub(crate) fn compute(
                 if m.cat_z_n > 0.0 {
                     f.set(F::MerchantRecentCategoryZ, m.cat_z_sum / m.cat_z_n);
                 }
+                f.set(F::MerchantSuspect24h, m.suspect * m.decay_factor(t));
                 if m.own_z_n > 0.0 {
                     f.set(F::MerchantRecentAmountZ, m.own_z_sum / m.own_z_n);
                 }
@@ -770,6 +771,7 @@ fn apply_merchant(m: &mut MerchantState, v: &TxView<'_>, f: &Features, card_key:
         m.cat_z_n *= k;
         m.own_z_sum *= k;
         m.own_z_n *= k;
+        m.suspect *= k;
         m.decay_ms = v.ms;
     }
     m.activity += 1.0;
@@ -791,6 +793,12 @@ fn apply_merchant(m: &mut MerchantState, v: &TxView<'_>, f: &Features, card_key:
     if let Some(z) = f.get(Feature::MerchantAmountZscore) {
         m.own_z_sum += f64::from(z);
         m.own_z_n += 1.0;
+    }
+    if f.get(Feature::MerchantNew) == Some(1.0)
+        && f.get(Feature::CategoryAmountZscore)
+            .is_some_and(|z| z > 0.5)
+    {
+        m.suspect += 1.0;
     }
     if v.amount < MICRO_AMOUNT {
         m.micro += 1.0;

@@ -146,7 +146,7 @@ features! {
     MerchantCards1h = "merchant_cards_1h",
     /// Merchant activity: transactions with a 24 h exponential decay; missing without merchant.
     MerchantActivity24h = "merchant_activity_24h",
-    /// Decayed share (24 h half-life) of the merchant's transactions that were a card's first visit.
+    /// Decayed share (24 h time constant) of the merchant's transactions that were a card's first visit.
     MerchantNewCardShare = "merchant_new_card_share",
     /// Decayed share of the merchant's transactions far above the card's own mean (> 3x).
     MerchantHighAmountShare = "merchant_high_amount_share",
@@ -162,6 +162,10 @@ features! {
     /// Decayed (24 h) mean of `merchant_amount_zscore` over the merchant's transactions:
     /// is this merchant currently charging more than it usually does?
     MerchantRecentAmountZ = "merchant_recent_amount_z",
+    /// Decayed (24 h) count of the merchant's transactions that were a card's first visit
+    /// with an amount above its category's norm (category z > 0.5): many new cards paying
+    /// too much is the footprint of a compromised terminal.
+    MerchantSuspect24h = "merchant_suspect_24h",
     /// z-score of `ln(1+amount)` against the merchant's history; missing below 5 transactions.
     MerchantAmountZscore = "merchant_amount_zscore",
     /// z-score of `ln(1+amount)` against all cards in this category; missing below 20 transactions.

@@ -409,6 +409,8 @@ pub(crate) struct MerchantState {
     pub(crate) own_z_sum: f64,
     /// … and decayed count of the transactions that had one.
     pub(crate) own_z_n: f64,
+    /// Decayed count of first visits by a card with an amount above the category norm.
+    pub(crate) suspect: f64,
     pub(crate) dirty: bool,
 }
 
@@ -449,6 +451,7 @@ impl MerchantState {
         w.f64(self.cat_z_n);
         w.f64(self.own_z_sum);
         w.f64(self.own_z_n);
+        w.f64(self.suspect);
     }
 
     pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
@@ -490,6 +493,7 @@ impl MerchantState {
             cat_z_n: r.f64()?,
             own_z_sum: r.f64()?,
             own_z_n: r.f64()?,
+            suspect: r.f64()?,
             dirty: false,
         })
     }

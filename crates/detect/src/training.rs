@@ -150,11 +150,13 @@ pub fn train_model(
         if has_valid {
             calibration = gbdt::fit_platt(&margins, valid_set.labels());
         }
+        // Rank metrics on the margins (calibration is monotone; probabilities could
+        // saturate into ties), thresholds reported as calibrated probabilities.
         let (a, b) = calibration;
-        let probs: Vec<f64> = margins.iter().map(|&m| sigmoid(a * m + b)).collect();
-        valid_ap = average_precision(valid_set.labels(), &probs);
-        valid_auc = roc_auc(valid_set.labels(), &probs);
-        p90 = recall_at_precision(valid_set.labels(), &probs, 0.9);
+        valid_ap = average_precision(valid_set.labels(), &margins);
+        valid_auc = roc_auc(valid_set.labels(), &margins);
+        p90 = recall_at_precision(valid_set.labels(), &margins, 0.9)
+            .map(|(r, m)| (r, sigmoid(a * m + b)));
     }
     let total_gain: f64 = trained.ensemble.gain.iter().sum();
     let mut importance: Vec<(String, f64)> = trained
@@ -237,6 +239,14 @@ mod tests {
         let (a, b) = gbdt::fit_platt(&margins, &labels);
         assert!((a - 2.0).abs() < 0.05 && (b + 1.0).abs() < 0.05, "{a} {b}");
         assert_eq!(gbdt::fit_platt(&[1.0, 2.0], &[true, true]), (1.0, 0.0));
+        // Perfectly separable data: the fit stays finite and order-preserving.
+        let margins: Vec<f64> = (0..200).map(|i| f64::from(i) / 10.0 - 10.0).collect();
+        let labels: Vec<bool> = margins.iter().map(|&m| m > 5.0).collect();
+        let (a, b) = gbdt::fit_platt(&margins, &labels);
+        assert!(
+            a.is_finite() && b.is_finite() && a > 0.0 && a < 1e3,
+            "{a} {b}"
+        );
     }
 
     #[test]

@@ -51,7 +51,8 @@ pub fn run(args: ScoreArgs) -> anyhow::Result<()> {
         tracing::warn!("no --model given: scoring with rules only");
     }
     let mut detector = Detector::new(config, model);
-    let file = fs::File::open(&args.input).with_context(|| format!("opening {}", args.input.display()))?;
+    let file =
+        fs::File::open(&args.input).with_context(|| format!("opening {}", args.input.display()))?;
     let meta = file.metadata()?;
     let base_ms = match args.tutorial_start_ms {
         Some(ms) => ms,
@@ -61,7 +62,8 @@ pub fn run(args: ScoreArgs) -> anyhow::Result<()> {
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
             .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(0)),
     };
-    let out = fs::File::create(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    let out =
+        fs::File::create(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let mut out = BufWriter::with_capacity(1 << 16, out);
     let reader = BufReader::with_capacity(1 << 16, file);
     let pb = progress_bar(meta.len(), "scoring");

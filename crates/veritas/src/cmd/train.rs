@@ -52,7 +52,7 @@ pub struct TrainArgs {
     /// Maximum depth of each tree.
     #[arg(long, env = "VERITAS_MAX_DEPTH", default_value_t = 6)]
     pub max_depth: usize,
-    /// Weight of fraud rows (default: negatives / positives, capped at 100).
+    /// Weight of fraud rows (default: sqrt(negatives / positives), within [1, 100]).
     #[arg(long, env = "VERITAS_SCALE_POS_WEIGHT")]
     pub scale_pos_weight: Option<f64>,
     /// Seed of row/feature subsampling.
@@ -95,7 +95,10 @@ pub(crate) fn load_config(rules: Option<&Path>) -> anyhow::Result<DetectorConfig
 
 /// Rename the label column of a CSV header from `field` to `is_fraud`.
 fn rename_csv_label(bytes: &mut Vec<u8>, field: &str) -> anyhow::Result<()> {
-    let end = bytes.iter().position(|&b| b == b'\n').unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .position(|&b| b == b'\n')
+        .unwrap_or(bytes.len());
     let header = std::str::from_utf8(&bytes[..end]).context("CSV header is not UTF-8")?;
     let mut found = false;
     let renamed: Vec<String> = header
@@ -124,7 +127,10 @@ fn rename_csv_label(bytes: &mut Vec<u8>, field: &str) -> anyhow::Result<()> {
 }
 
 /// Read a labelled `.jsonl` / `.csv` file whose fraud label is in column `label_field`.
-pub(crate) fn read_labelled(path: &Path, label_field: &str) -> anyhow::Result<Vec<LabelledTransaction>> {
+pub(crate) fn read_labelled(
+    path: &Path,
+    label_field: &str,
+) -> anyhow::Result<Vec<LabelledTransaction>> {
     let pb = spinner("reading");
     let mut out = Vec::new();
     let mut push = |line: u64, r: Result<LabelledTransaction, veritas_events::EventError>| {
@@ -134,29 +140,38 @@ pub(crate) fn read_labelled(path: &Path, label_field: &str) -> anyhow::Result<Ve
         anyhow::Ok(())
     };
     if label_field == "is_fraud" {
-        for (line, r) in LabelledReader::open(path).with_context(|| format!("opening {}", path.display()))? {
+        for (line, r) in
+            LabelledReader::open(path).with_context(|| format!("opening {}", path.display()))?
+        {
             push(line, r)?;
         }
     } else {
         match FileFormat::from_path(path)? {
             FileFormat::Csv => {
-                let mut bytes = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+                let mut bytes =
+                    fs::read(path).with_context(|| format!("reading {}", path.display()))?;
                 rename_csv_label(&mut bytes, label_field)?;
                 for (line, r) in CsvReader::new(Cursor::new(bytes)) {
                     push(line, r)?;
                 }
             }
             FileFormat::Jsonl => {
-                let file = fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+                let file =
+                    fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
                 for (i, line) in BufReader::new(file).lines().enumerate() {
                     let line = line?;
                     if line.trim().is_empty() {
                         continue;
                     }
-                    let mut obj: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&line)
-                        .with_context(|| format!("{}:{}", path.display(), i + 1))?;
+                    let mut obj: serde_json::Map<String, serde_json::Value> =
+                        serde_json::from_str(&line)
+                            .with_context(|| format!("{}:{}", path.display(), i + 1))?;
                     let label = obj.remove(label_field).with_context(|| {
-                        format!("{}:{}: no label field {label_field:?}", path.display(), i + 1)
+                        format!(
+                            "{}:{}: no label field {label_field:?}",
+                            path.display(),
+                            i + 1
+                        )
                     })?;
                     obj.insert("is_fraud".to_owned(), label);
                     let bytes = serde_json::to_vec(&obj)?;
@@ -248,9 +263,18 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let valid_eval = evaluate(&scored, scored.len() as u64);
 
     println!("Training");
-    println!("  train rows        {:>10} ({} fraud)", report.train_rows, report.train_positives);
-    println!("  validation rows   {:>10} ({} fraud)", report.valid_rows, report.valid_positives);
-    println!("  trees             {:>10} kept of {} built", report.trees_kept, report.trees_built);
+    println!(
+        "  train rows        {:>10} ({} fraud)",
+        report.train_rows, report.train_positives
+    );
+    println!(
+        "  validation rows   {:>10} ({} fraud)",
+        report.valid_rows, report.valid_positives
+    );
+    println!(
+        "  trees             {:>10} kept of {} built",
+        report.trees_kept, report.trees_built
+    );
     println!("  scale_pos_weight  {:>10.2}", report.scale_pos_weight);
     println!("  fit time          {:>10.1} s", fit_secs);
     println!("Validation (model probability)");
