@@ -4,6 +4,7 @@
 //! line, sets up logging and dispatches.
 
 mod cmd;
+mod dashboard;
 mod pipeline;
 
 use clap::{Parser, Subcommand};
@@ -21,6 +22,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// The whole system in one command: broker, producer, detector and live dashboard.
+    Demo(cmd::demo::DemoArgs),
     /// Run the embedded Kafka-compatible broker.
     Broker(cmd::broker::BrokerArgs),
     /// Send generated (or replayed) card transactions to Kafka, with labelled fraud.
@@ -50,6 +53,7 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let result = match cli.command {
+        Command::Demo(args) => cmd::demo::run(args),
         Command::Broker(args) => cmd::broker::run(args),
         Command::Bench(args) => cmd::bench::run(args),
         Command::Generate(args) => cmd::generate::run(args),

@@ -190,8 +190,8 @@ pub struct Truth {
 
 /// Receives what the detector does (the demo's dashboard; nothing for `veritas detect`).
 pub trait Observer: Send + Sync {
-    /// A decision was made for `amount` with this ground truth.
-    fn decision(&self, _decision: &Decision, _amount: f64, _truth: &Truth) {}
+    /// A decision was made for `tx`, whose ground truth (when known) is `truth`.
+    fn decision(&self, _decision: &Decision, _tx: &veritas_events::Transaction, _truth: &Truth) {}
     /// An invalid event went to the dead-letter topic.
     fn dead_letter(&self) {}
     /// Consumer lag of a partition.
@@ -528,7 +528,7 @@ impl Shared {
                     .with_label_values(&[decision.decision.as_str()])
                     .inc();
                 self.summary.lock().decisions += 1;
-                self.observer.decision(&decision, tx.amount, &truth);
+                self.observer.decision(&decision, &tx, &truth);
                 if self.settings.seed_output {
                     println!(
                         "Received message | Topic({}) | Message({})",
