@@ -466,7 +466,7 @@ impl TopicConfig {
         let flush_messages = num("flush.messages");
         let flush_ms = num("flush.ms");
         if flush_messages.is_some() || flush_ms.is_some() {
-            let mut policy: FlushPolicy = c.flush.clone();
+            let mut policy: FlushPolicy = c.flush;
             if flush_messages == Some(1) {
                 policy.every_bytes = Some(0);
             }

@@ -39,6 +39,9 @@ fn producer(broker: &veritas_broker::Broker, extra: &[(&str, &str)]) -> FuturePr
     c.create().unwrap()
 }
 
+/// key, value, offset, timestamp, headers
+type Consumed = (Option<Vec<u8>>, Vec<u8>, i64, i64, Vec<(String, Vec<u8>)>);
+
 /// Reads `n` messages of one partition from `offset` with an assigned (group-less) consumer.
 fn consume(
     broker: &veritas_broker::Broker,
@@ -46,7 +49,7 @@ fn consume(
     partition: i32,
     offset: i64,
     n: usize,
-) -> Vec<(Option<Vec<u8>>, Vec<u8>, i64, i64, Vec<(String, Vec<u8>)>)> {
+) -> Vec<Consumed> {
     let consumer: BaseConsumer = client_config(broker)
         .set("group.id", "unused-assign-only")
         .set("enable.auto.commit", "false")

@@ -21,7 +21,7 @@ pub fn luhn_valid(pan: &str) -> bool {
         }
         sum += d;
     }
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// The Luhn check digit for `payload` (the digits before it).

@@ -51,7 +51,7 @@ impl OffsetIndex {
     /// Parses an index file, returning `None` if it is inconsistent with a log file of
     /// `log_size` bytes (odd size, non-increasing entries, positions past the end).
     pub fn parse(bytes: &[u8], log_size: u64) -> Option<OffsetIndex> {
-        if bytes.len() % OFFSET_ENTRY_SIZE != 0 {
+        if !bytes.len().is_multiple_of(OFFSET_ENTRY_SIZE) {
             return None;
         }
         let mut idx = OffsetIndex::default();
@@ -115,7 +115,7 @@ impl TimeIndex {
     /// Parses a time index file; `None` if inconsistent (odd size, non-monotonic entries,
     /// relative offsets beyond `max_rel`).
     pub fn parse(bytes: &[u8], max_rel: u32) -> Option<TimeIndex> {
-        if bytes.len() % TIME_ENTRY_SIZE != 0 {
+        if !bytes.len().is_multiple_of(TIME_ENTRY_SIZE) {
             return None;
         }
         let mut idx = TimeIndex::default();

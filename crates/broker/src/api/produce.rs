@@ -34,7 +34,7 @@ pub const VERSIONS: VersionRange = VersionRange { min: 3, max: 11 };
 pub async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceResponse> {
     let started = Instant::now();
     let acks = req.acks;
-    let request_error = if !matches!(acks, 0 | 1 | -1) {
+    let request_error = if !(-1..=1).contains(&acks) {
         Some(ResponseError::InvalidRequiredAcks.code())
     } else if req.transactional_id.is_some() {
         Some(ResponseError::TransactionalIdAuthorizationFailed.code())

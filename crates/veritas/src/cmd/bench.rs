@@ -240,7 +240,7 @@ fn produce(
             }
             Err((e, _)) => bail!("produce failed: {e}"),
         }
-        if sent % 10_000 == 0 {
+        if sent.is_multiple_of(10_000) {
             producer.poll(Duration::ZERO);
         }
     }

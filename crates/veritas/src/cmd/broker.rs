@@ -67,7 +67,7 @@ impl BrokerArgs {
         c.max_frame_bytes = self.max_request_bytes;
         c.max_connections = self.max_connections;
         c.idle_timeout = Duration::from_millis(self.idle_timeout_ms);
-        c.log_defaults.flush = self.flush.clone();
+        c.log_defaults.flush = self.flush;
         c.log_defaults.retention_ms = self.retention_ms;
         c.log_defaults.segment_bytes = self.segment_bytes;
         c

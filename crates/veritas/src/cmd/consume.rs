@@ -80,14 +80,15 @@ pub fn run(args: ConsumeArgs) -> anyhow::Result<()> {
         }
         match consumer.poll(Duration::from_millis(200)) {
             None => {}
-            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => {
-                if args.exit_at_end && group.is_none() {
-                    open_partitions = open_partitions.saturating_sub(1);
-                    if open_partitions == 0 {
-                        break;
-                    }
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_)))
+                if args.exit_at_end && group.is_none() =>
+            {
+                open_partitions = open_partitions.saturating_sub(1);
+                if open_partitions == 0 {
+                    break;
                 }
             }
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => {}
             Some(Err(e)) => return Err(e).context("consuming"),
             Some(Ok(m)) => {
                 seen += 1;

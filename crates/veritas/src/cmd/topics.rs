@@ -173,10 +173,7 @@ pub fn run(args: TopicsArgs) -> anyhow::Result<()> {
             let md = consumer.fetch_metadata(Some(&name), TIMEOUT)?;
             let topic = md.topics().first().context("no metadata returned")?;
             if let Some(e) = topic.error() {
-                bail!(
-                    "topic '{name}': {:?}",
-                    rdkafka::types::RDKafkaRespErr::from(e)
-                );
+                bail!("topic '{name}': {:?}", e);
             }
             let mut parts = Vec::new();
             for p in topic.partitions() {

@@ -313,7 +313,7 @@ pub fn run(
         }
         queued += 1;
         if let Some(f) = on_queued {
-            if queued % 1000 == 0 {
+            if queued.is_multiple_of(1000) {
                 f(queued);
             }
         }
