@@ -30,6 +30,12 @@ enum Command {
     Produce(cmd::produce::ProduceArgs),
     /// Score transactions from Kafka as a consumer-group member, writing explained decisions.
     Detect(cmd::detect::DetectArgs),
+    /// Fit the fraud model on labelled history.
+    Train(cmd::train::TrainArgs),
+    /// Score a file of transactions offline with the same engine as the detector.
+    Score(cmd::score::ScoreArgs),
+    /// Precision, recall, AP and more from labelled events and their decisions.
+    Eval(cmd::eval::EvalArgs),
     /// Generate labelled synthetic card transactions (training / evaluation history).
     Generate(cmd::generate::GenerateArgs),
     /// Measure broker throughput and end-to-end latency with librdkafka.
@@ -57,6 +63,9 @@ fn main() -> std::process::ExitCode {
         Command::Broker(args) => cmd::broker::run(args),
         Command::Bench(args) => cmd::bench::run(args),
         Command::Generate(args) => cmd::generate::run(args),
+        Command::Train(args) => cmd::train::run(args),
+        Command::Score(args) => cmd::score::run(args),
+        Command::Eval(args) => cmd::eval::run(args),
         Command::Produce(args) => cmd::produce::run(args),
         Command::Detect(args) => cmd::detect::run(args),
         Command::Topics(args) => cmd::topics::run(args),
