@@ -230,8 +230,8 @@ impl Tree {
                 if usize::from(f) >= n_features {
                     return Err(format!("node {i}: feature {f} out of range"));
                 }
-                if n.threshold.is_nan() {
-                    return Err(format!("node {i}: NaN threshold"));
+                if !n.threshold.is_finite() {
+                    return Err(format!("node {i}: non-finite threshold"));
                 }
                 for c in [n.left, n.right] {
                     let c = c as usize;

@@ -109,8 +109,9 @@ struct Packed {
     threshold: f32,
     left: u32,
     right: u32,
+    /// Index into the doubled feature vector: `f` reads the value with missing = −∞
+    /// (missing goes left), `f + NUM_FEATURES` with missing = +∞ (missing goes right).
     feature: u16,
-    missing_left: bool,
 }
 
 /// How many trees are walked side by side: independent walks overlap in the CPU, which
@@ -150,14 +151,16 @@ impl Compiled {
                         left: me,
                         right: me,
                         feature: 0,
-                        missing_left: true,
                     },
                     Some(f) => Packed {
                         threshold: n.threshold,
                         left: base + n.left,
                         right: base + n.right,
-                        feature: f,
-                        missing_left: n.default_left,
+                        feature: if n.default_left {
+                            f
+                        } else {
+                            f.saturating_add(NUM_FEATURES as u16)
+                        },
                     },
                 });
             }
@@ -167,6 +170,18 @@ impl Compiled {
 
     #[inline]
     fn sum(&self, x: &[f32]) -> f64 {
+        // Missing values become −∞ (first half) or +∞ (second half), so a node's single
+        // comparison also routes missing values to its default side.
+        let mut xx = [0f32; 2 * NUM_FEATURES];
+        let (lo, hi) = xx.split_at_mut(NUM_FEATURES);
+        for (k, (l, h)) in lo.iter_mut().zip(hi.iter_mut()).enumerate() {
+            let v = x.get(k).copied().unwrap_or(f32::NAN);
+            (*l, *h) = if v.is_nan() {
+                (f32::NEG_INFINITY, f32::INFINITY)
+            } else {
+                (v, v)
+            };
+        }
         let mut total = 0f64;
         for chunk in self.roots.chunks(LANES) {
             let mut idx = [0u32; LANES];
@@ -177,9 +192,8 @@ impl Compiled {
                     let Some(n) = self.nodes.get(*i as usize) else {
                         continue;
                     };
-                    let v = x.get(usize::from(n.feature)).copied().unwrap_or(f32::NAN);
-                    let left = (v <= n.threshold) | (v.is_nan() & n.missing_left);
-                    *i = if left { n.left } else { n.right };
+                    let v = xx.get(usize::from(n.feature)).copied().unwrap_or(0.0);
+                    *i = if v <= n.threshold { n.left } else { n.right };
                 }
             }
             for &i in lanes.iter() {
