@@ -438,7 +438,7 @@ fn stream(n: usize, seed: u64) -> Vec<Transaction> {
                 &format!("m{}", rng() % 5),
                 ["grocery", "fuel", "travel"][(rng() % 3) as usize],
             );
-            if rng() % 3 > 0 {
+            if !rng().is_multiple_of(3) {
                 x.lat = Some(40.0 + (rng() % 100) as f64 / 10.0);
                 x.lon = Some(-74.0 + (rng() % 100) as f64 / 10.0);
                 x.home_lat = Some(40.0);
