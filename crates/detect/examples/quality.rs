@@ -186,7 +186,7 @@ fn diagnose(
             entry.1 += u32::from(s.score >= thr);
             if s.score < thr
                 && e.label.scenario.as_deref() == Some(want.as_str())
-                && entry.0 % 7 == 0
+                && entry.0.is_multiple_of(7)
             {
                 let row: Vec<String> = show
                     .iter()
