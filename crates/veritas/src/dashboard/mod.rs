@@ -74,7 +74,7 @@
 //! (`events-per-sec`, `decisions-per-sec`, `approve-per-sec`, `review-per-sec`,
 //! `decline-per-sec`, `precision`, `recall`, `f1`, `dlq-count`, `total-processed`, `uptime`,
 //! `mode`, `model-version`, `connection`); tables have ids (`#recent-decisions tbody tr`,
-//! `#missed-fraud li`, `#broker-topics tbody tr`, `#lag-bars .lag-row`, `#scenarios
+//! `#missed-fraud li`, `#broker-topics tbody tr.topic-row`, `#lag-bars .lag-row`, `#scenarios
 //! .scenario-row`), and `<body data-snapshots="n">` counts snapshots rendered.
 
 pub mod server;

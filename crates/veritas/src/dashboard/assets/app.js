@@ -126,14 +126,32 @@
       }
     }
     if (max <= 0) max = spec.emptyMax || 1;
-    const step = niceStep(max * 1.08, 4);
-    const yMax = Math.ceil((max * 1.08) / step) * step;
-    const yOf = (v) => pad.t + ph - (v / yMax) * ph;
+    let yOf, ticks;
+    if (spec.log) {
+      // Decades from below the smallest value to above the largest, at least two of them.
+      let min = Infinity;
+      for (const b of series) for (const layer of spec.layers) {
+        const v = layer.value(b);
+        if (v > 0) min = Math.min(min, v);
+      }
+      if (!isFinite(min)) min = max / 100;
+      const hiExp = Math.max(Math.ceil(Math.log10(max)), 1);
+      const loExp = Math.min(Math.floor(Math.log10(min)), hiExp - 2);
+      yOf = (v) => pad.t + ph - ((Math.log10(Math.max(v, 10 ** loExp)) - loExp) / (hiExp - loExp)) * ph;
+      ticks = [];
+      for (let e = loExp; e <= hiExp; e++) ticks.push(10 ** e);
+    } else {
+      const step = niceStep(max * 1.08, 4);
+      const yMax = Math.ceil((max * 1.08) / step) * step;
+      yOf = (v) => pad.t + ph - (v / yMax) * ph;
+      ticks = [];
+      for (let v = 0; v <= yMax + step / 2; v += step) ticks.push(v);
+    }
 
     ctx.font = `11px ${getComputedStyle(document.body).fontFamily}`;
     ctx.textBaseline = "middle";
     ctx.lineWidth = 1;
-    for (let v = 0; v <= yMax + step / 2; v += step) {
+    for (const v of ticks) {
       const y = Math.round(yOf(v)) + 0.5;
       ctx.strokeStyle = cssVar("--grid");
       ctx.beginPath(); ctx.moveTo(pad.l, y); ctx.lineTo(pad.l + pw, y); ctx.stroke();
@@ -276,6 +294,7 @@
       ],
     },
     "latency-chart": {
+      log: true,
       yFormat: (v) => fmtUs(v).replace(".00 ", " ").replace(".0 ", " "),
       valueFormat: fmtUs,
       emptyMax: 1000,
@@ -312,7 +331,9 @@
     setText("latency-p99", fmtUs(s.latency.window.p99_us));
     setText("latency-p50", fmtUs(s.latency.window.p50_us));
     setText("total-processed", fmtInt(t.decisions));
-    setText("total-flagged", `${fmtInt(t.decline)} declined · ${fmtInt(t.review)} review`);
+    setText("total-flagged", t.decisions
+      ? `${fmtInt(t.decline + t.review)} flagged · ${((100 * (t.decline + t.review)) / t.decisions).toFixed(2)}%`
+      : "—");
     setText("dlq-count", fmtInt(t.dlq));
     setText("dlq-topic", info.dlq_topic ? `→ ${info.dlq_topic}` : " ");
     byTest("dlq-count").closest(".kpi").dataset.nonzero = String(t.dlq > 0);
@@ -374,6 +395,7 @@
     }));
   }
 
+  const expandedTopics = new Set();
   function renderBroker(s) {
     const body = $("#broker-topics tbody");
     const b = s.broker;
@@ -384,16 +406,40 @@
     }
     const age = Math.max(0, (s.generated_at_ms - b.updated_at_ms) / 1000);
     setText("broker-updated", age < 2 ? "live" : `updated ${fmtDuration(age)} ago`);
+    const sum = (xs) => xs.reduce((a, x) => a + x, 0);
     const rows = [];
     for (const t of b.topics) {
-      t.partitions.forEach((p, i) => {
-        rows.push(h("tr", { "data-topic": t.name, "data-partition": p.partition },
-          i === 0 ? h("td", { class: "topic", rowspan: t.partitions.length }, t.name) : null,
-          h("td", { class: "r" }, p.partition),
-          h("td", { class: "r" }, fmtInt(p.log_start_offset)),
-          h("td", { class: "r" }, fmtInt(p.log_end_offset)),
-          h("td", { class: "r" }, fmtBytes(p.size_bytes))));
+      const ends = t.partitions.map((p) => p.log_end_offset);
+      const sizes = t.partitions.map((p) => p.size_bytes);
+      const open = expandedTopics.has(t.name);
+      const toggle = h("button", { class: "expander", type: "button", "aria-expanded": String(open), title: "show partitions" }, open ? "▾" : "▸");
+      toggle.addEventListener("click", () => {
+        if (expandedTopics.has(t.name)) expandedTopics.delete(t.name); else expandedTopics.add(t.name);
+        renderBroker(s);
       });
+      // Per-partition log-end offsets as a tiny bar chart: partition balance at a glance.
+      const maxEnd = Math.max(1, ...ends);
+      const spark = h("span", { class: "spark", title: ends.map((e, i) => `p${t.partitions[i].partition}: ${fmtInt(e)}`).join("\n") });
+      for (const e of ends.slice(0, 48)) {
+        const bar = h("span");
+        bar.style.height = `${Math.max(8, (e / maxEnd) * 100)}%`;
+        spark.append(bar);
+      }
+      rows.push(h("tr", { class: "topic-row", "data-topic": t.name },
+        h("td", { class: "topic" }, toggle, t.name),
+        h("td", { class: "r" }, t.partitions.length),
+        h("td", { class: "r" }, fmtInt(sum(ends))),
+        h("td", null, spark),
+        h("td", { class: "r" }, sizes.some((x) => x === null || x === undefined) ? "—" : fmtBytes(sum(sizes)))));
+      if (!open) continue;
+      for (const p of t.partitions) {
+        rows.push(h("tr", { class: "partition-row", "data-topic": t.name, "data-partition": p.partition },
+          h("td", { class: "sub" }, `partition ${p.partition}`),
+          h("td", { class: "r sub" }, `from ${fmtInt(p.log_start_offset)}`),
+          h("td", { class: "r" }, fmtInt(p.log_end_offset)),
+          h("td"),
+          h("td", { class: "r" }, fmtBytes(p.size_bytes))));
+      }
     }
     body.replaceChildren(...rows);
   }
@@ -403,7 +449,7 @@
   }
 
   function truthCell(d) {
-    const labels = { caught: "✓ caught", missed: "✗ missed", false_positive: "legitimate", unlabelled: "unlabelled", correct_approve: "legitimate" };
+    const labels = { caught: "✓ caught", missed: "✗ missed", false_positive: "false positive", unlabelled: "unlabelled", correct_approve: "legitimate" };
     return h("td", { class: `truth ${d.outcome}` }, labels[d.outcome] || d.outcome,
       d.scenario ? h("span", { class: "sub" }, prettyScenario(d.scenario)) : null);
   }
@@ -411,8 +457,8 @@
   function reasonsCell(reasons) {
     const shown = reasons.slice(0, 2);
     return h("td", { class: "reasons", title: reasons.join("\n") },
-      shown.join(" · "),
-      reasons.length > 2 ? h("span", { class: "more" }, ` +${reasons.length - 2}`) : null);
+      h("span", { class: "txt" }, shown.join(" · "),
+        reasons.length > 2 ? h("span", { class: "more" }, ` +${reasons.length - 2}`) : null));
   }
 
   let seenRecent = null;
@@ -429,9 +475,9 @@
       meter.firstChild.style.background = verdictColor(d.verdict);
       return h("tr", { class: `${d.outcome}${fresh ? " new" : ""}`, "data-verdict": d.verdict, "data-outcome": d.outcome },
         h("td", { class: "nowrap num" }, fmtTime(d.event_time_ms)),
-        h("td", { class: "mono", title: d.transaction_id }, shortId(d.transaction_id)),
-        h("td", { class: "mono" }, d.card),
-        h("td", null, d.merchant || "—"),
+        h("td", { class: "mono", title: `transaction ${d.transaction_id}` }, d.card,
+          h("span", { class: "txid" }, shortId(d.transaction_id))),
+        h("td", { class: "merchant", title: d.merchant || "" }, d.merchant || "—"),
         h("td", { class: "r" }, fmtAmount(d.amount)),
         h("td", { class: "r" }, h("span", { class: "score" }, meter, d.score.toFixed(3))),
         h("td", null, h("span", { class: `pill ${d.verdict}` }, d.verdict)),
