@@ -126,7 +126,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     client
         .set("bootstrap.servers", &bootstrap)
         .set("broker.address.family", "v4");
-    let topics = Topics::for_input("bankaccount");
+    let group = "veritas-demo-detector";
+    let topics = Topics::new("bankaccount", group);
     let partitions = ensure_topics(&client, &topics, args.partitions).context("creating topics")?;
     eprintln!(
         "kafka: {} ({}), topic {} with {partitions} partitions",
@@ -161,7 +162,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         input_topic: topics.input.clone(),
         decisions_topic: topics.decisions.clone(),
         dlq_topic: topics.dlq.clone(),
-        group_id: "veritas-demo-detector".into(),
+        group_id: group.into(),
     });
     let (dash_stop_tx, dash_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let dashboard_task = if args.no_dashboard {
@@ -221,7 +222,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let detector_settings = DetectorSettings {
         client: client.clone(),
         topics: topics.clone(),
-        group: "veritas-demo-detector".into(),
+        group: group.into(),
         config: DetectorConfig::default_toml()?,
         model: Some(model),
         checkpoint_interval: Duration::from_secs(1),

@@ -83,7 +83,7 @@ impl DetectArgs {
             .set("broker.address.family", "v4");
         Ok(DetectorSettings {
             client,
-            topics: Topics::for_input(&self.topic),
+            topics: Topics::new(&self.topic, &self.group),
             group: self.group.clone(),
             config,
             model,

@@ -22,18 +22,19 @@ pub struct Topics {
     pub decisions: String,
     /// Invalid events, with their original bytes.
     pub dlq: String,
-    /// The detector's state checkpoints.
+    /// The detector group's state checkpoints (one per group: groups never share state).
     pub state: String,
 }
 
 impl Topics {
-    /// `bankaccount` → `bankaccount.decisions`, `bankaccount.dlq`, `bankaccount.detector-state`.
-    pub fn for_input(input: &str) -> Topics {
+    /// For input `bankaccount` and group `veritas-detector`: `bankaccount.decisions`,
+    /// `bankaccount.dlq` and `bankaccount.veritas-detector.state`.
+    pub fn new(input: &str, group: &str) -> Topics {
         Topics {
             input: input.to_owned(),
             decisions: format!("{input}.decisions"),
             dlq: format!("{input}.dlq"),
-            state: format!("{input}.detector-state"),
+            state: format!("{input}.{group}.state"),
         }
     }
 }

@@ -1,0 +1,480 @@
+//! The producer and the detector as a user runs them: the real `veritas` binary against a real
+//! broker on an ephemeral port, checked by reading the topics back with librdkafka.
+
+use std::collections::{HashMap, HashSet};
+use std::io::Write;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{Offset, TopicPartitionList};
+use veritas_broker::{Broker, BrokerConfig};
+
+const DEADLINE: Duration = Duration::from_secs(120);
+
+async fn broker(dir: &Path) -> Broker {
+    let mut c = BrokerConfig::new(dir);
+    c.listen = "127.0.0.1:0".parse().unwrap();
+    c.groups.initial_rebalance_delay = Duration::from_millis(100);
+    Broker::start(c, &prometheus::Registry::new())
+        .await
+        .unwrap()
+}
+
+fn veritas(args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_veritas"));
+    cmd.args(args).env("VERITAS_LOG", "warn");
+    cmd
+}
+
+fn run_ok(mut cmd: Command) -> Output {
+    let out = cmd.stdin(Stdio::null()).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn client(bootstrap: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap)
+        .set("broker.address.family", "v4");
+    c
+}
+
+/// A record read back: key, value, headers.
+struct Read {
+    key: Option<Vec<u8>>,
+    value: Vec<u8>,
+    headers: HashMap<String, String>,
+}
+
+/// Reads every record of `topic` until at least `n` have been seen.
+fn read_topic(bootstrap: &str, topic: &str, n: usize) -> Vec<Read> {
+    let consumer: BaseConsumer = client(bootstrap)
+        .set("group.id", "test-reader")
+        .create()
+        .unwrap();
+    let md = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(30))
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in md.topics()[0].partitions() {
+        tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    let start = Instant::now();
+    while out.len() < n {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "{topic}: read {} of {n}",
+            out.len()
+        );
+        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+            let m = m.unwrap();
+            let headers = m
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|h| {
+                            (
+                                h.key.to_owned(),
+                                String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            out.push(Read {
+                key: m.key().map(<[u8]>::to_vec),
+                value: m.payload().unwrap_or_default().to_vec(),
+                headers,
+            });
+        }
+    }
+    out
+}
+
+/// Sum of the high watermarks of a topic's partitions.
+fn records_in(bootstrap: &str, topic: &str) -> i64 {
+    let consumer: BaseConsumer = client(bootstrap).create().unwrap();
+    let Ok(md) = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)) else {
+        return 0;
+    };
+    let Some(t) = md.topics().first() else {
+        return 0;
+    };
+    t.partitions()
+        .iter()
+        .map(|p| {
+            consumer
+                .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
+                .map(|w| w.1)
+                .unwrap_or(0)
+        })
+        .sum()
+}
+
+fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn terminate(child: &mut Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let start = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            assert!(s.success(), "detector exited with {s} after SIGTERM");
+            return;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "detector did not stop after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn transaction_ids(records: &[Read]) -> Vec<String> {
+    records
+        .iter()
+        .map(|r| {
+            let v: serde_json::Value = serde_json::from_slice(&r.value).unwrap();
+            v["transaction_id"].as_str().unwrap().to_owned()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn produce_delivers_every_event_keyed_by_card_with_labels_in_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = broker(dir.path()).await;
+    let bs = b.bootstrap_servers();
+    let bs2 = bs.clone();
+    tokio::task::spawn_blocking(move || {
+        let bs = bs2.as_str();
+        // 200 cardholders: 1000 events span a few days of event time, so fraud episodes happen.
+        let out = run_ok(veritas(&[
+            "produce",
+            "1000",
+            "-b",
+            bs,
+            "--topic",
+            "tx",
+            "--fraud-rate",
+            "0.05",
+            "--customers",
+            "200",
+        ]));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("sent 1000 event(s)"), "{stderr}");
+        let records = read_topic(bs, "tx", 1000);
+        assert_eq!(records.len(), 1000);
+        let mut frauds = 0;
+        for r in &records {
+            let tx: veritas_events::Transaction = serde_json::from_slice(&r.value).unwrap();
+            assert_eq!(
+                r.key.as_deref(),
+                Some(tx.card_number.as_bytes()),
+                "keyed by card"
+            );
+            let label = r.headers.get("veritas-label").expect("label header");
+            assert!(label == "0" || label == "1");
+            if label == "1" {
+                frauds += 1;
+                assert!(r.headers.contains_key("veritas-scenario"));
+            }
+            assert!(
+                !String::from_utf8_lossy(&r.value).contains("is_fraud"),
+                "ground truth never in the value"
+            );
+        }
+        assert!(frauds > 0, "a 5 % fraud rate yields frauds in 1000 events");
+        assert_eq!(
+            transaction_ids(&records)
+                .into_iter()
+                .collect::<HashSet<_>>()
+                .len(),
+            1000
+        );
+
+        // The tutorial's format: exactly its four fields, no key.
+        run_ok(veritas(&[
+            "produce",
+            "3",
+            "-b",
+            bs,
+            "--topic",
+            "tut",
+            "--format",
+            "bankaccount",
+            "--key",
+            "none",
+        ]));
+        for r in read_topic(bs, "tut", 3) {
+            assert_eq!(r.key, None);
+            let v: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_slice(&r.value).unwrap();
+            let keys: Vec<&str> = v.keys().map(String::as_str).collect();
+            assert_eq!(
+                keys,
+                ["Amount", "CreditCardNumber", "FirstName", "LastName"]
+            );
+        }
+    })
+    .await
+    .unwrap();
+    b.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_file_line_is_reported_with_its_number_and_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = broker(dir.path()).await;
+    let bs = b.bootstrap_servers();
+    let file = dir.path().join("replay.jsonl");
+    let mut f = std::fs::File::create(&file).unwrap();
+    let good = |i: u32| {
+        format!(
+            r#"{{"transaction_id":"t{i}","timestamp":"2025-01-01T00:00:0{i}Z","card_number":"4111111111111111","amount":{i}.5,"is_fraud":0}}"#
+        )
+    };
+    writeln!(
+        f,
+        "{}\n{}\n{{not json\n{}\n{}",
+        good(1),
+        good(2),
+        good(3),
+        good(4)
+    )
+    .unwrap();
+    drop(f);
+    let bs2 = bs.clone();
+    tokio::task::spawn_blocking(move || {
+        let out = run_ok(veritas(&[
+            "produce",
+            "-b",
+            &bs2,
+            "--topic",
+            "replay",
+            "--file",
+            file.to_str().unwrap(),
+        ]));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("line=3"), "line number reported: {stderr}");
+        assert!(
+            stderr.contains("sent 4 event(s)") && stderr.contains("1 skipped"),
+            "{stderr}"
+        );
+        let ids = transaction_ids(&read_topic(&bs2, "replay", 4));
+        assert_eq!(ids, ["t1", "t2", "t3", "t4"]);
+    })
+    .await
+    .unwrap();
+    b.shutdown().await.unwrap();
+}
+
+/// Sends `values` (raw bytes) to `topic` with the given keys.
+fn send_raw(bootstrap: &str, topic: &str, records: &[(Vec<u8>, Vec<u8>)]) {
+    let p: ThreadedProducer<DefaultProducerContext> =
+        client(bootstrap).set("linger.ms", "5").create().unwrap();
+    for (k, v) in records {
+        p.send(BaseRecord::to(topic).key(k).payload(v))
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
+    p.flush(Duration::from_secs(30)).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn detect_decides_every_event_commits_and_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = broker(dir.path()).await;
+    let bs = b.bootstrap_servers();
+    let bs2 = bs.clone();
+    let work = dir.path().to_owned();
+    tokio::task::spawn_blocking(move || {
+        let bs = bs2.as_str();
+        // A labelled history file, replayed into two topics with identical partitioning: one
+        // detector is stopped and restarted mid-stream, the other runs uninterrupted.
+        let file = work.join("events.jsonl");
+        run_ok(veritas(&[
+            "generate",
+            "--customers",
+            "300",
+            "--days",
+            "10",
+            "--seed",
+            "3",
+            "--out",
+            file.to_str().unwrap(),
+        ]));
+        let total = std::fs::read_to_string(&file).unwrap().lines().count() as i64;
+        assert!(total > 2000, "{total} events");
+        for topic in ["a", "b"] {
+            run_ok(veritas(&[
+                "topics",
+                "create",
+                topic,
+                "--partitions",
+                "3",
+                "-b",
+                bs,
+            ]));
+        }
+        // Two invalid events for the dead-letter topic.
+        send_raw(
+            bs,
+            "a",
+            &[
+                (b"k".to_vec(), b"{not json".to_vec()),
+                (b"k".to_vec(), br#"{"Amount":"x"}"#.to_vec()),
+            ],
+        );
+        let detect = |topic: &str, group: &str| {
+            veritas(&[
+                "detect",
+                "-b",
+                bs,
+                "--topic",
+                topic,
+                "--group",
+                group,
+                "--from-beginning",
+                "--checkpoint-interval-ms",
+                "200",
+                "--snapshot-every",
+                "5",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+        };
+        // Uninterrupted run on b.
+        let mut steady = detect("b", "steady");
+        run_ok(veritas(&[
+            "produce",
+            "-b",
+            bs,
+            "--topic",
+            "b",
+            "--file",
+            file.to_str().unwrap(),
+        ]));
+        // Interrupted run on a: stop it after some decisions, produce the rest meanwhile, restart.
+        let mut first = detect("a", "restarted");
+        run_ok(veritas(&[
+            "produce",
+            "-b",
+            bs,
+            "--topic",
+            "a",
+            "--file",
+            file.to_str().unwrap(),
+        ]));
+        wait_for("some decisions on a", || {
+            records_in(bs, "a.decisions") >= total / 3
+        });
+        terminate(&mut first);
+        let mut second = detect("a", "restarted");
+        wait_for("every event of a decided", || {
+            records_in(bs, "a.decisions") + records_in(bs, "a.dlq") >= total + 2
+        });
+        wait_for("every event of b decided", || {
+            records_in(bs, "b.decisions") >= total
+        });
+        terminate(&mut second);
+        terminate(&mut steady);
+
+        // Every event has a decision; invalid ones went to the DLQ with an error header.
+        let dlq = read_topic(bs, "a.dlq", 2);
+        assert_eq!(dlq.len(), 2);
+        assert!(dlq.iter().all(|r| r.headers.contains_key("veritas-error")));
+        assert_eq!(dlq[0].value, b"{not json");
+        let a = read_topic(bs, "a.decisions", records_in(bs, "a.decisions") as usize);
+        let b_ = read_topic(bs, "b.decisions", total as usize);
+        let score_of = |records: &[Read]| -> HashMap<String, f64> {
+            records
+                .iter()
+                .map(|r| {
+                    let v: serde_json::Value = serde_json::from_slice(&r.value).unwrap();
+                    (
+                        v["transaction_id"].as_str().unwrap().to_owned(),
+                        v["score"].as_f64().unwrap(),
+                    )
+                })
+                .collect()
+        };
+        let (sa, sb) = (score_of(&a), score_of(&b_));
+        assert_eq!(
+            sa.len() as i64,
+            total,
+            "every valid event of a has a decision"
+        );
+        assert_eq!(sb.len() as i64, total);
+        let duplicates = a.len() as i64 - total;
+        eprintln!("restart produced {duplicates} duplicate decision(s) (at-least-once)");
+        // State restored from the checkpoint scores every event as the uninterrupted run did.
+        let differing: Vec<_> = sa
+            .iter()
+            .filter(|(id, s)| sb.get(*id).is_none_or(|x| (*x - **s).abs() > 1e-9))
+            .collect();
+        assert!(
+            differing.is_empty(),
+            "{} scores differ after the restart, e.g. {:?}",
+            differing.len(),
+            differing.first()
+        );
+
+        // Offsets committed at the end of each partition.
+        let consumer: BaseConsumer = client(bs).set("group.id", "restarted").create().unwrap();
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..3 {
+            tpl.add_partition(topic_a(), p);
+        }
+        let committed = consumer
+            .committed_offsets(tpl, Duration::from_secs(30))
+            .unwrap();
+        let sum: i64 = committed
+            .elements()
+            .iter()
+            .map(|e| match e.offset() {
+                Offset::Offset(o) => o,
+                other => panic!(
+                    "partition {} has no committed offset: {other:?}",
+                    e.partition()
+                ),
+            })
+            .sum();
+        assert_eq!(
+            sum,
+            total + 2,
+            "committed offsets reach the end of the input"
+        );
+    })
+    .await
+    .unwrap();
+    b.shutdown().await.unwrap();
+}
+
+fn topic_a() -> &'static str {
+    "a"
+}
