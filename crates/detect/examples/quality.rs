@@ -211,6 +211,39 @@ fn diagnose(
         }
     }
     eprintln!("threshold {thr:.4}; false positives {fp_total}");
+    if let Ok(name) = std::env::var("QUALITY_FEATURE") {
+        if let Some(f) = veritas_detect::Feature::from_name(&name) {
+            let pct = |mut v: Vec<f32>| -> String {
+                v.sort_by(f32::total_cmp);
+                let n = v.len().max(1);
+                [10, 25, 50, 75, 90, 99]
+                    .iter()
+                    .map(|q| {
+                        format!(
+                            "p{q}={:.2}",
+                            v.get(q * (n - 1) / 100).copied().unwrap_or(f32::NAN)
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
+            let mut by: BTreeMap<String, Vec<f32>> = BTreeMap::new();
+            let mut missing: BTreeMap<String, (u32, u32)> = BTreeMap::new();
+            for (e, ft) in events.iter().zip(feats) {
+                let key = e.label.scenario.clone().unwrap_or_else(|| "legit".into());
+                let m = missing.entry(key.clone()).or_default();
+                m.1 += 1;
+                match ft.get(f) {
+                    Some(v) => by.entry(key).or_default().push(v),
+                    None => m.0 += 1,
+                }
+            }
+            for (k, v) in by {
+                let (miss, n) = missing.get(&k).copied().unwrap_or_default();
+                eprintln!("  {name} {k:<22} missing {miss}/{n} {}", pct(v));
+            }
+        }
+    }
     for ((name, follow), (n, hit)) in table {
         eprintln!(
             "  {name:<22} {:<10} {n:>5} recall {:.3}",

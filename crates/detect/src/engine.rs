@@ -43,6 +43,15 @@ pub struct EngineConfig {
     /// Record eviction tombstones for [`Engine::drain_changelog`]. Enable when state is
     /// checkpointed to a compacted topic; otherwise tombstones would accumulate.
     pub track_changelog: bool,
+    /// Most merchants kept in memory (merchant ids come from the input, so a stream of
+    /// junk ids must not grow memory without bound). New merchants beyond this get no
+    /// merchant state (their merchant features read as for a first visit) until idle
+    /// merchants are evicted.
+    pub max_merchants: usize,
+    /// Largest step (seconds) one event may advance the engine clock (the watermark that
+    /// drives idle eviction). A lone event stamped far in the future then cannot age all
+    /// state out; after a real gap the clock catches up one step per event.
+    pub max_clock_step_secs: u64,
 }
 
 impl Default for EngineConfig {
@@ -51,6 +60,8 @@ impl Default for EngineConfig {
             lateness_secs: 300,
             idle_ttl_days: 60,
             track_changelog: false,
+            max_merchants: 1_000_000,
+            max_clock_step_secs: 86_400,
         }
     }
 }
@@ -78,6 +89,8 @@ pub struct EngineStats {
     pub evicted_cards: u64,
     /// Merchants evicted for idleness.
     pub evicted_merchants: u64,
+    /// Events whose (new) merchant was not tracked because `max_merchants` was reached.
+    pub merchants_untracked: u64,
 }
 
 /// Memory held by the engine's state.
@@ -266,7 +279,13 @@ impl Engine {
         let v = TxView::new(tx);
         self.stats.events += 1;
         if v.ms > self.watermark {
-            self.watermark = v.ms;
+            let step = i64::try_from(self.cfg.max_clock_step_secs.saturating_mul(1000))
+                .unwrap_or(i64::MAX);
+            self.watermark = if self.watermark == i64::MIN {
+                v.ms
+            } else {
+                v.ms.min(self.watermark.saturating_add(step))
+            };
             self.clock_dirty = true;
         }
         if self.watermark >= self.next_sweep {
@@ -275,6 +294,7 @@ impl Engine {
             self.clock_dirty = true;
         }
         let lateness = self.cfg.lateness_ms();
+        let max_merchants = self.cfg.max_merchants;
         let Self {
             cards,
             merchants,
@@ -284,6 +304,7 @@ impl Engine {
             ..
         } = self;
         let card = cards.get_mut(tx.card_number.as_str());
+        let merchants_full = merchants.len() >= max_merchants;
         let merchant = v.merchant_id.and_then(|m| merchants.get_mut(m));
         let cat = if v.category != 0 {
             categories.get_mut(&v.category)
@@ -327,6 +348,9 @@ impl Engine {
             let card_key = key32(&tx.card_number);
             match merchant {
                 Some(m) => apply_merchant(m, &v, &features, card_key),
+                None if merchants_full => {
+                    stats.merchants_untracked += 1;
+                }
                 None => {
                     let mut m = MerchantState::default();
                     apply_merchant(&mut m, &v, &features, card_key);

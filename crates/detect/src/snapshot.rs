@@ -21,7 +21,7 @@ use crate::state::{decode_category, encode_category, CardState, MerchantState};
 
 const SNAPSHOT_MAGIC: &[u8; 4] = b"VTSS";
 const SNAPSHOT_VERSION: u8 = 1;
-const CLOCK_VERSION: u8 = 1;
+const CLOCK_VERSION: u8 = 2;
 /// Upper bound on any entry count in a snapshot (guards allocation on corrupt input).
 const MAX_ENTRIES: usize = 1 << 28;
 
@@ -112,6 +112,7 @@ fn encode_stats(s: &EngineStats, w: &mut Writer) {
     w.u64(s.too_late);
     w.u64(s.evicted_cards);
     w.u64(s.evicted_merchants);
+    w.u64(s.merchants_untracked);
 }
 
 fn decode_stats(r: &mut Reader<'_>) -> Result<EngineStats, DecodeError> {
@@ -121,6 +122,7 @@ fn decode_stats(r: &mut Reader<'_>) -> Result<EngineStats, DecodeError> {
         too_late: r.u64()?,
         evicted_cards: r.u64()?,
         evicted_merchants: r.u64()?,
+        merchants_untracked: r.u64()?,
     })
 }
 

@@ -762,6 +762,43 @@ fn detector_decisions_mask_cards_and_explain() {
 }
 
 #[test]
+fn a_future_timestamp_cannot_age_out_state() {
+    let mut e = Engine::new(EngineConfig {
+        idle_ttl_days: 2,
+        ..EngineConfig::default()
+    });
+    e.process(&tx("a", "4000000000000143", 0, 5.0));
+    e.process(&tx("b", "4000000000000150", 10, 5.0));
+    // Year ~2046: the clock moves one day at most, so nothing is idle for 2 days yet.
+    e.process(&tx("rogue", "4000000000000168", 2_400_000_000, 5.0));
+    assert_eq!(e.memory().cards, 3);
+    assert_eq!(e.watermark_ms(), Some((T0 + 10) * 1000 + 86_400_000));
+}
+
+#[test]
+fn merchant_state_is_capped() {
+    let mut e = Engine::new(EngineConfig {
+        max_merchants: 3,
+        ..EngineConfig::default()
+    });
+    for i in 0..10 {
+        e.process(&rich(
+            &format!("t{i}"),
+            "4000000000000127",
+            i,
+            5.0,
+            &format!("junk{i}"),
+            "misc",
+        ));
+    }
+    assert_eq!(e.memory().merchants, 3);
+    assert_eq!(e.stats().merchants_untracked, 7);
+    // An untracked merchant reads as never seen, not as garbage.
+    let f = e.process(&rich("u", "4000000000000135", 20, 5.0, "junk9", "misc"));
+    assert_eq!(val(&f, Feature::MerchantTxCount), 0.0);
+}
+
+#[test]
 fn memory_per_card_is_documented_size() {
     // A typical card: 3 transactions a day for a week at 10 merchants.
     let mut e = Engine::default();
