@@ -7,7 +7,7 @@ use veritas_events::{Channel, Transaction};
 
 use crate::features::{Feature, Features};
 use crate::geo::{haversine_km, valid_point};
-use crate::hash::key32;
+use crate::hash::{key32, key32_upper};
 use crate::state::{
     merchant24, CardState, Located, MerchantState, Recent, Welford, HORIZON_MS, RECENT_HIGH_AMOUNT,
     RECENT_NEW_CATEGORY, RECENT_NEW_MERCHANT,
@@ -164,7 +164,7 @@ impl<'a> TxView<'a> {
             }),
             loc: valid_point(tx.lat, tx.lon),
             home: valid_point(tx.home_lat, tx.home_lon),
-            country: non_empty(&tx.country).map(|c| key32(&c.to_ascii_uppercase()) as u16),
+            country: non_empty(&tx.country).map(|c| key32_upper(c) as u16),
             hour,
             night: !(6.0..22.0).contains(&hour),
         }

@@ -13,15 +13,28 @@ pub(crate) fn fnv1a64(bytes: &[u8]) -> u64 {
     h
 }
 
-/// A non-zero 32-bit key for `s`; 0 is reserved for "unknown".
-pub(crate) fn key32(s: &str) -> u32 {
-    let h = fnv1a64(s.as_bytes());
+/// [`key32`] of `s` with ASCII letters upper-cased, without allocating.
+pub(crate) fn key32_upper(s: &str) -> u32 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in s.bytes() {
+        h ^= u64::from(b.to_ascii_uppercase());
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    fold(h)
+}
+
+fn fold(h: u64) -> u32 {
     let folded = (h ^ (h >> 32)) as u32;
     if folded == 0 {
         1
     } else {
         folded
     }
+}
+
+/// A non-zero 32-bit key for `s`; 0 is reserved for "unknown".
+pub(crate) fn key32(s: &str) -> u32 {
+    fold(fnv1a64(s.as_bytes()))
 }
 
 #[cfg(test)]
@@ -41,5 +54,6 @@ mod tests {
         assert_ne!(key32(""), 0);
         assert_eq!(key32("merchant-1"), key32("merchant-1"));
         assert_ne!(key32("merchant-1"), key32("merchant-2"));
+        assert_eq!(key32_upper("fr"), key32("FR"));
     }
 }
