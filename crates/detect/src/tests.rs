@@ -931,3 +931,65 @@ fn merchant_shift_features_hand_computed() {
     ));
     assert_eq!(val(&f, Feature::MerchantAnomalyShare), 0.0);
 }
+
+#[test]
+fn hour_deviation_is_circular_hand_computed() {
+    let mut e = Engine::default();
+    let card = "4000000000000176";
+    // T0 is 22:13:20 UTC; three transactions at 23:13:20 (T0 + 1 h, then + 24 h steps).
+    for d in 0..3 {
+        e.process(&tx(&format!("h{d}"), card, 3600 + d * 86_400, 10.0));
+    }
+    // 01:13:20 the next day: two hours after the mean hour, across midnight.
+    let f = e.process(&tx("x", card, 3 * 86_400 + 3 * 3600, 10.0));
+    assert!(close(val(&f, Feature::HourDeviation), 2.0, 1e-4));
+    // Block share: 23:13 is block 7 (21-24), 01:13 is block 0.
+    assert_eq!(val(&f, Feature::HourBlockShare), 0.0);
+}
+
+#[test]
+fn merchant_own_amount_statistics_and_suspect_count() {
+    let mut e = Engine::default();
+    // 20 category transactions of 10.00 elsewhere (category statistics).
+    for i in 0..20 {
+        e.process(&rich(
+            &format!("c{i}"),
+            &format!("43000000000001{i:02}"),
+            i,
+            10.0,
+            &format!("o{i}"),
+            "grocery",
+        ));
+    }
+    // Five first visits at "shop" paying 10.00, 20.00, 10.00, 20.00, 10.00 over five minutes.
+    let amounts = [10.0, 20.0, 10.0, 20.0, 10.0];
+    for (i, a) in amounts.iter().enumerate() {
+        e.process(&rich(
+            &format!("s{i}"),
+            &format!("44000000000001{i:02}"),
+            100 + 60 * i as i64,
+            *a,
+            "shop",
+            "grocery",
+        ));
+    }
+    let f = e.process(&rich("x", "4400000000000199", 500, 40.0, "shop", "grocery"));
+    let logs: Vec<f64> = amounts.iter().map(|a: &f64| a.ln_1p()).collect();
+    let mean = logs.iter().sum::<f64>() / 5.0;
+    let sd = (logs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / 5.0).sqrt();
+    assert!(close(
+        val(&f, Feature::MerchantAmountZscore),
+        (40f64.ln_1p() - mean) / sd,
+        1e-5
+    ));
+    // Suspect: first visits with category z > 0.5. The category had only 10.00 before the
+    // first 20.00 (z = (ln 21 - ln 11) / 0.1 > 0.5), and the 10.00 ones had z <= 0.
+    // The second 20.00 came after the category saw one 20.00; its z is still > 0.5.
+    let w = |t: f64| (-(500.0 - t) * 1000.0 / (24.0 * 3_600_000.0)).exp();
+    assert!(close(
+        val(&f, Feature::MerchantSuspect24h),
+        w(160.0) + w(280.0),
+        1e-5
+    ));
+    assert_eq!(val(&f, Feature::MerchantNewCardShare), 1.0);
+}
