@@ -21,8 +21,10 @@ pub const MAX_GLOBAL_CATEGORIES: usize = 4096;
 pub const JUMP_SPEED_KMH: f64 = 900.0;
 /// … and at least this long (km) is an implausible jump.
 pub const JUMP_DISTANCE_KM: f64 = 300.0;
-/// Event-time interval between idle-state sweeps.
-const SWEEP_INTERVAL_MS: i64 = 3_600_000;
+/// Idle-state sweeps run every `idle TTL / SWEEP_DIVISOR` of event time (at least every
+/// minute): a sweep visits every card and merchant, so sweeping too often dominates the
+/// cost of sparse traffic, and eviction only needs to be roughly on time.
+const SWEEP_DIVISOR: i64 = 64;
 const MINUTE_MS: i64 = 60_000;
 const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 86_400_000;
@@ -290,7 +292,8 @@ impl Engine {
         }
         if self.watermark >= self.next_sweep {
             self.sweep();
-            self.next_sweep = self.watermark.saturating_add(SWEEP_INTERVAL_MS);
+            let interval = (self.cfg.idle_ttl_ms() / SWEEP_DIVISOR).max(MINUTE_MS);
+            self.next_sweep = self.watermark.saturating_add(interval);
             self.clock_dirty = true;
         }
         let lateness = self.cfg.lateness_ms();
