@@ -3,7 +3,9 @@
 //! The legacy, non-incremental form: a topic's overrides become exactly the set given (keys left
 //! out return to their defaults). Every key and value is validated first (INVALID_CONFIG with a
 //! message) and nothing changes unless all are valid. Broker configs are static here — set them
-//! with `veritas broker` flags — so broker resources get INVALID_REQUEST.
+//! with `veritas broker` flags — so broker resources get INVALID_REQUEST. The internal topic
+//! `__consumer_offsets` cannot be reconfigured (TOPIC_AUTHORIZATION_FAILED; see
+//! [`internal_topic_refusal`]).
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
@@ -16,6 +18,21 @@ use crate::config::TopicConfig;
 
 /// Versions served.
 pub const VERSIONS: VersionRange = VersionRange { min: 0, max: 2 };
+
+/// The refusal of a config change to an internal topic: `__consumer_offsets` is configured by
+/// the group coordinator, whose store relies on it (compaction, no time retention); a
+/// changed retention could delete live offsets. Kafka itself accepts such changes; this broker
+/// answers TOPIC_AUTHORIZATION_FAILED, as for deleting or growing the topic.
+pub(crate) fn internal_topic_refusal(
+    ctx: &Ctx<'_>,
+    name: &str,
+) -> Option<crate::cluster::ClusterError> {
+    ctx.shared
+        .cluster
+        .topic(name)
+        .filter(|t| t.internal)
+        .map(|t| crate::cluster::ClusterError::Internal(t.name.to_string()))
+}
 
 /// Handles AlterConfigs.
 pub async fn handle(ctx: &Ctx<'_>, req: AlterConfigsRequest) -> AlterConfigsResponse {
@@ -32,6 +49,11 @@ pub async fn handle(ctx: &Ctx<'_>, req: AlterConfigsRequest) -> AlterConfigsResp
                     .with_error_message(Some(sb(
                         "broker configs are static; set them with veritas broker flags",
                     )));
+            }
+            if let Some(refusal) = internal_topic_refusal(ctx, &res.resource_name) {
+                return r
+                    .with_error_code(refusal.code())
+                    .with_error_message(Some(sb(refusal.to_string())));
             }
             let replacement = TopicConfig::from_pairs(
                 res.configs

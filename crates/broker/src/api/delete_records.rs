@@ -2,7 +2,8 @@
 //!
 //! Moves a partition's log start offset forward to `offset` (`-1`: the high watermark), making
 //! earlier records unreadable; whole segments below it are deleted. The answer is the new low
-//! watermark. An offset beyond the high watermark: OFFSET_OUT_OF_RANGE.
+//! watermark. An offset beyond the high watermark: OFFSET_OUT_OF_RANGE. The internal topic
+//! `__consumer_offsets` is refused with INVALID_TOPIC_EXCEPTION, as Kafka does.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::delete_records_response::{
@@ -31,6 +32,10 @@ pub async fn handle(ctx: &Ctx<'_>, req: DeleteRecordsRequest) -> DeleteRecordsRe
                     let r = DeleteRecordsPartitionResult::default()
                         .with_partition_index(p.partition_index)
                         .with_low_watermark(-1);
+                    if topic.as_ref().is_some_and(|t| t.internal) {
+                        // Kafka: "Cannot delete records of internal topic" (InvalidTopicException).
+                        return r.with_error_code(ResponseError::InvalidTopicException.code());
+                    }
                     let Some(part) = topic.as_ref().and_then(|t| t.partition(p.partition_index))
                     else {
                         return r.with_error_code(ResponseError::UnknownTopicOrPartition.code());

@@ -3,7 +3,8 @@
 //! Deletes topics by name (v1–5 `topic_names`, v6 `topics`) or by id (v6). The deletion is
 //! durable when the response is sent: partition directories are renamed aside and the topic's
 //! metadata removed, then the data is deleted. Internal topics cannot be deleted
-//! (TOPIC_AUTHORIZATION_FAILED, as Kafka answers for `__consumer_offsets`).
+//! (TOPIC_AUTHORIZATION_FAILED, as Kafka answers for `__consumer_offsets`). Every group's
+//! committed offsets of a deleted topic are deleted with it.
 //! Unknown topics: UNKNOWN_TOPIC_OR_PARTITION (by name) or UNKNOWN_TOPIC_ID (by id).
 
 use kafka_protocol::error::ResponseError;
@@ -54,10 +55,21 @@ pub async fn handle(ctx: &Ctx<'_>, req: DeleteTopicsRequest) -> DeleteTopicsResp
                 };
             }
             Some(topic) => {
-                if let Err(e) = cluster.delete_topic(&topic.name) {
-                    r.error_code = e.code();
-                    if ctx.version >= 5 {
-                        r.error_message = Some(sb(e.to_string()));
+                match cluster.delete_topic(&topic.name) {
+                    Ok(()) => {
+                        // Committed offsets go with the topic, so a topic re-created under the
+                        // same name starts without stale ones (as Kafka does). The topic is
+                        // gone either way: a failure here is logged, not answered.
+                        if let Err(e) = ctx.shared.groups.forget_topic(&topic.name) {
+                            tracing::error!(topic = %topic.name, error = %e,
+                                "could not remove the committed offsets of a deleted topic");
+                        }
+                    }
+                    Err(e) => {
+                        r.error_code = e.code();
+                        if ctx.version >= 5 {
+                            r.error_message = Some(sb(e.to_string()));
+                        }
                     }
                 }
             }

@@ -4,13 +4,15 @@
 //! and SUBTRACT (3) for list keys such as `cleanup.policy`. All operations on a resource are
 //! validated together; nothing changes unless all succeed (INVALID_CONFIG with a message).
 //! Changes take effect at once on every partition (retention, segment size, flush policy).
-//! Broker resources: INVALID_REQUEST (broker configs are static flags).
+//! Broker resources: INVALID_REQUEST (broker configs are static flags). The internal topic
+//! `__consumer_offsets`: TOPIC_AUTHORIZATION_FAILED, as for AlterConfigs.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse};
 use kafka_protocol::protocol::VersionRange;
 
+use super::alter_configs::internal_topic_refusal;
 use super::describe_configs::TOPIC;
 use super::{first_error, sb, Ctx, Outcome};
 use crate::config::ConfigError;
@@ -37,6 +39,11 @@ pub async fn handle(
                     .with_error_message(Some(sb(
                         "broker configs are static; set them with veritas broker flags",
                     )));
+            }
+            if let Some(refusal) = internal_topic_refusal(ctx, &res.resource_name) {
+                return r
+                    .with_error_code(refusal.code())
+                    .with_error_message(Some(sb(refusal.to_string())));
             }
             let outcome =
                 ctx.shared

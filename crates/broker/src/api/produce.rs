@@ -4,8 +4,10 @@
 //! CRC-32C, size), given offsets, appended — never decompressed or re-encoded. The answer per
 //! partition is the base offset (the *original* one for an idempotent producer's retried batch,
 //! which is not appended twice), the log-append time for LogAppendTime topics, and the log start
-//! offset. Errors are per partition: UNKNOWN_TOPIC_OR_PARTITION (produce never auto-creates;
-//! Kafka creates topics on Metadata), CORRUPT_MESSAGE, MESSAGE_TOO_LARGE, INVALID_RECORD,
+//! offset. Errors are per partition (with base offset -1, as Kafka answers them):
+//! UNKNOWN_TOPIC_OR_PARTITION (produce never auto-creates; Kafka creates topics on Metadata),
+//! INVALID_TOPIC_EXCEPTION (the internal topic `__consumer_offsets`, which only the broker
+//! writes, as in Kafka), CORRUPT_MESSAGE, MESSAGE_TOO_LARGE, INVALID_RECORD,
 //! OUT_OF_ORDER_SEQUENCE_NUMBER, INVALID_PRODUCER_EPOCH, KAFKA_STORAGE_ERROR; acks other than
 //! 0, 1 and -1 give INVALID_REQUIRED_ACKS everywhere. Transactional produce is not supported
 //! (TRANSACTIONAL_ID_AUTHORIZATION_FAILED), as InitProducerId refuses transactional ids.
@@ -47,9 +49,22 @@ pub async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceRespons
         let topic = ctx.shared.cluster.topic(&topic_data.name);
         let mut partitions = Vec::with_capacity(topic_data.partition_data.len());
         for pd in topic_data.partition_data {
-            let mut r = PartitionProduceResponse::default().with_index(pd.index);
+            // Errors answer base offset -1, as Kafka's do.
+            let mut r = PartitionProduceResponse::default()
+                .with_index(pd.index)
+                .with_base_offset(-1);
             if let Some(code) = request_error {
                 r.error_code = code;
+                partitions.push(r);
+                continue;
+            }
+            if topic.as_ref().is_some_and(|t| t.internal) {
+                // Only the broker writes its internal topics (Kafka: InvalidTopicException).
+                r.error_code = ResponseError::InvalidTopicException.code();
+                r.error_message = Some(sb(format!(
+                    "cannot append to internal topic {}",
+                    topic_data.name.0
+                )));
                 partitions.push(r);
                 continue;
             }
