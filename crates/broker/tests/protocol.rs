@@ -84,7 +84,7 @@ async fn api_versions_advertises_what_is_served_and_steps_down_unsupported_versi
         .iter()
         .find(|k| k.api_key == ApiKey::Produce as i16)
         .unwrap();
-    assert_eq!((produce.min_version, produce.max_version), (3, 11));
+    assert_eq!((produce.min_version, produce.max_version), (0, 11));
     assert!(
         r.api_keys
             .iter()

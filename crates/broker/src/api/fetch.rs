@@ -1,4 +1,5 @@
-//! Fetch (key 1), versions 4–12 (record batch v2; topic names, not ids).
+//! Fetch (key 1), versions 0–12: 4–12 here (record batch v2; topic names, not ids); 0–3 are
+//! handled here as v4 by [`super::legacy`], which down-converts the batches to message sets.
 //!
 //! Returns whole stored batches starting with the one containing the fetch offset (clients skip
 //! records before it), without touching their contents: one positional read per partition, no
@@ -33,7 +34,7 @@ use crate::cluster::Partition;
 use crate::records::log_error_code;
 
 /// Versions served.
-pub const VERSIONS: VersionRange = VersionRange { min: 4, max: 12 };
+pub const VERSIONS: VersionRange = VersionRange { min: 0, max: 12 };
 
 /// Longest wait honoured, whatever the client asks (Kafka caps it by the request timeout).
 const MAX_WAIT: Duration = Duration::from_secs(30);

@@ -1,4 +1,5 @@
-//! ListOffsets (key 2), versions 1–7.
+//! ListOffsets (key 2), versions 0–7: 1–7 here; v0 (a list of offsets per partition) is
+//! answered by [`super::legacy`] from this handler's v1 answer.
 //!
 //! Per partition: `-2` (earliest) → log start offset; `-1` (latest) → high watermark (= log end
 //! offset: one node, no transactions, so the same for both isolation levels); `-3` (max
@@ -20,7 +21,7 @@ use crate::cluster::Partition;
 use crate::records::{log_error_code, record_positions};
 
 /// Versions served.
-pub const VERSIONS: VersionRange = VersionRange { min: 1, max: 7 };
+pub const VERSIONS: VersionRange = VersionRange { min: 0, max: 7 };
 
 /// Latest offset.
 pub const LATEST: i64 = -1;

@@ -10,6 +10,10 @@
 //!   ranges, so the client can retry at a version we speak (KIP-511);
 //! * a body that does not decode → log and close (Kafka's InvalidRequestException);
 //! * everything else is answered, errors as Kafka error codes inside the response.
+//!
+//! The versions from before Kafka 0.11 (Produce v0–2, Fetch v0–3, ListOffsets v0,
+//! OffsetCommit v0–1, OffsetFetch v0) are dispatched first, to [`legacy`], which decodes them
+//! with the `veritas-legacy` codecs and runs the ordinary handlers on the converted requests.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -39,6 +43,7 @@ pub mod incremental_alter_configs;
 pub mod init_producer_id;
 pub mod join_group;
 pub mod leave_group;
+pub mod legacy;
 pub mod list_groups;
 pub mod list_offsets;
 pub mod metadata;
@@ -160,6 +165,12 @@ pub(crate) async fn handle(
     let api =
         ApiKey::try_from(prefix.api_key).map_err(|_| ConnError::UnknownApi(prefix.api_key))?;
     let version = prefix.api_version;
+    if legacy::serves(api, version) {
+        let started = Instant::now();
+        let code = legacy::handle(shared, api, version, frame, peer, out).await?;
+        count(shared, api, code, started);
+        return Ok(());
+    }
     let range = supported(api).ok_or(ConnError::Unsupported { api, version })?;
     if version < range.min || version > range.max {
         if api == ApiKey::ApiVersions {

@@ -1,4 +1,5 @@
-//! OffsetCommit (key 8), versions 2–9.
+//! OffsetCommit (key 8), versions 0–9: 2–9 here; v0–1 are decoded by [`super::legacy`] and
+//! handled here as v2 (v0 as a standalone commit: generation -1, no member id).
 //!
 //! Stores consumer positions durably: the commit is appended to `__consumer_offsets` (and
 //! fsynced if the flush policy asks) before it is acknowledged; see [`crate::group`].
@@ -30,7 +31,7 @@ use crate::cluster::now_ms;
 use crate::group::{CommitRequest, OffsetValue};
 
 /// Versions served.
-pub const VERSIONS: VersionRange = VersionRange { min: 2, max: 9 };
+pub const VERSIONS: VersionRange = VersionRange { min: 0, max: 9 };
 
 /// Placeholder for partitions whose answer is the group-level outcome.
 const PENDING: i16 = i16::MIN;

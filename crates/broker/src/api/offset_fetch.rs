@@ -1,4 +1,5 @@
-//! OffsetFetch (key 9), versions 1–9.
+//! OffsetFetch (key 9), versions 0–9: 1–9 here; v0 (v1's layout) is decoded by
+//! [`super::legacy`] and handled here as v1.
 //!
 //! Returns a group's committed offsets: for the named partitions, or (a null topic list, v2+)
 //! for every partition with a commit. A partition without a commit — including every
@@ -20,7 +21,7 @@ use super::{first_error, sb, Ctx, Outcome};
 use crate::group::{FetchedOffset, GroupCoordinator};
 
 /// Versions served.
-pub const VERSIONS: VersionRange = VersionRange { min: 1, max: 9 };
+pub const VERSIONS: VersionRange = VersionRange { min: 0, max: 9 };
 
 /// Handles OffsetFetch.
 pub async fn handle(ctx: &Ctx<'_>, req: OffsetFetchRequest) -> OffsetFetchResponse {

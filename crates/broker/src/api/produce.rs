@@ -1,4 +1,5 @@
-//! Produce (key 0), versions 3–11 (record batch v2; older versions are the legacy codec's).
+//! Produce (key 0), versions 0–11: 3–11 here (record batch v2); 0–2 (message sets) are decoded
+//! and up-converted to v2 batches by [`super::legacy`], then handled here as v3.
 //!
 //! Each partition's records are handed to its log as received: validated (framing, magic 2,
 //! CRC-32C, size), given offsets, appended — never decompressed or re-encoded. The answer per
@@ -30,7 +31,7 @@ use crate::cluster::{now_ms, Partition};
 use crate::records::log_error_code;
 
 /// Versions served.
-pub const VERSIONS: VersionRange = VersionRange { min: 3, max: 11 };
+pub const VERSIONS: VersionRange = VersionRange { min: 0, max: 11 };
 
 /// Handles Produce; `None` means "send nothing" (acks=0).
 pub async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceResponse> {
