@@ -1,0 +1,203 @@
+//! `veritas-reliability`: the torture programs, for CI (bounded) and soak runs (`--cycles N`).
+//!
+//! ```text
+//! veritas-reliability broker   --cycles 20 [--seed S] [--report FILE]   # kill -9 the broker
+//! veritas-reliability torn     --cases 400 [--from DATA_DIR]             # torn-write recovery
+//! veritas-reliability detector --kills 5                                 # kill -9 the detector
+//! veritas-reliability fuzz-seeds --out fuzz/corpus                       # regenerate seeds
+//! ```
+//!
+//! Each prints a JSON report (also written to `--report`), ends with a `N passed, N failed`
+//! line, and exits non-zero when a promise was broken.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use veritas_reliability::{broker_torture, detector_crash, process, targets, torn};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "veritas-reliability",
+    about = "Crash, torn-write and fuzz harness for Veritas"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Kill the real broker with SIGKILL under load, restart, check every acknowledged record.
+    Broker {
+        /// Kill/restart cycles (CI: 20; soak: as many as you like).
+        #[arg(long, default_value_t = 20)]
+        cycles: u32,
+        /// Seed of the kill moments and payloads.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Records per second per producer.
+        #[arg(long, default_value_t = 1500)]
+        rate: u32,
+        /// The veritas binary (default: beside this one).
+        #[arg(long)]
+        veritas: Option<PathBuf>,
+        /// Keep the data directory and broker log here.
+        #[arg(long)]
+        work_dir: Option<PathBuf>,
+        /// Also damage copies of the final data directory (torn writes on real broker data):
+        /// this many cases per partition.
+        #[arg(long, default_value_t = 0)]
+        torn_cases: u64,
+        /// Write the JSON report here too.
+        #[arg(long)]
+        report: Option<PathBuf>,
+    },
+    /// Torn writes: damaged copies of log directories recovered and read back.
+    Torn {
+        /// Damaged copies.
+        #[arg(long, default_value_t = 400)]
+        cases: u64,
+        /// Seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Damage copies of this broker data directory instead of generated logs.
+        #[arg(long)]
+        from: Option<PathBuf>,
+        /// Write the JSON report here too.
+        #[arg(long)]
+        report: Option<PathBuf>,
+    },
+    /// Kill `veritas detect` with SIGKILL mid-stream; compare with an uninterrupted detector.
+    Detector {
+        /// SIGKILLs.
+        #[arg(long, default_value_t = 5)]
+        kills: u32,
+        /// Seed of the stream and the kill moments.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// Cardholders in the stream (events ≈ customers × days × 2).
+        #[arg(long, default_value_t = 400)]
+        customers: u32,
+        /// Days of history.
+        #[arg(long, default_value_t = 10)]
+        days: u32,
+        /// Events per second fed to the input topic.
+        #[arg(long, default_value_t = 1500)]
+        rate: u32,
+        /// The veritas binary (default: beside this one).
+        #[arg(long)]
+        veritas: Option<PathBuf>,
+        /// Keep data and logs here.
+        #[arg(long)]
+        work_dir: Option<PathBuf>,
+        /// Write the JSON report here too.
+        #[arg(long)]
+        report: Option<PathBuf>,
+    },
+    /// Writes the seed corpora of the fuzz targets that are generated from code.
+    FuzzSeeds {
+        /// The corpus root (`fuzz/corpus`).
+        #[arg(long, default_value = "fuzz/corpus")]
+        out: PathBuf,
+    },
+}
+
+fn emit(report: &impl serde::Serialize, path: Option<&PathBuf>, ok: bool) -> anyhow::Result<()> {
+    let json = serde_json::to_string_pretty(report)?;
+    println!("{json}");
+    if let Some(p) = path {
+        std::fs::write(p, &json).with_context(|| format!("writing {}", p.display()))?;
+    }
+    println!("{} passed, {} failed", u32::from(ok), u32::from(!ok));
+    if !ok {
+        anyhow::bail!("a reliability promise was broken: see the report above");
+    }
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Cmd::Broker {
+            cycles,
+            seed,
+            rate,
+            veritas,
+            work_dir,
+            torn_cases,
+            report,
+        } => {
+            let tmp = tempfile::tempdir()?;
+            let work = work_dir.unwrap_or_else(|| tmp.path().to_path_buf());
+            let cfg = broker_torture::TortureConfig {
+                veritas: process::find_veritas(veritas.as_deref())?,
+                cycles,
+                seed,
+                rate,
+                work_dir: Some(work.clone()),
+                ..Default::default()
+            };
+            let r = broker_torture::run(&cfg)?;
+            let mut ok = r.ok();
+            let torn = if torn_cases > 0 {
+                let t = torn::check_dir(&work.join("data"), torn_cases, seed)?;
+                ok &= t.ok();
+                Some(t)
+            } else {
+                None
+            };
+            emit(
+                &serde_json::json!({ "broker": r, "torn_broker_data": torn }),
+                report.as_ref(),
+                ok,
+            )
+        }
+        Cmd::Torn {
+            cases,
+            seed,
+            from,
+            report,
+        } => {
+            let r = match from {
+                Some(dir) => torn::check_dir(&dir, cases, seed)?,
+                None => torn::run(cases, seed)?,
+            };
+            let ok = r.ok();
+            emit(&r, report.as_ref(), ok)
+        }
+        Cmd::Detector {
+            kills,
+            seed,
+            customers,
+            days,
+            rate,
+            veritas,
+            work_dir,
+            report,
+        } => {
+            let cfg = detector_crash::DetectorCrashConfig {
+                veritas: process::find_veritas(veritas.as_deref())?,
+                kills,
+                seed,
+                customers,
+                days,
+                rate,
+                work_dir,
+                ..Default::default()
+            };
+            let r = detector_crash::run(&cfg)?;
+            let ok = r.ok();
+            emit(&r, report.as_ref(), ok)
+        }
+        Cmd::FuzzSeeds { out } => {
+            let dir = out.join("request_frame");
+            std::fs::create_dir_all(&dir)?;
+            let seeds = targets::request_seeds();
+            for (name, frame) in &seeds {
+                std::fs::write(dir.join(format!("seed-{name}")), frame)?;
+            }
+            println!("wrote {} request seeds to {}", seeds.len(), dir.display());
+            Ok(())
+        }
+    }
+}
