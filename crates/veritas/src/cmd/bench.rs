@@ -277,6 +277,10 @@ fn consume(bootstrap: &str, topic: &str, partitions: i32, n: u64) -> anyhow::Res
         .set("enable.auto.commit", "false")
         .set("fetch.message.max.bytes", "4194304")
         .set("queued.max.messages.kbytes", "1048576")
+        // Keep the fetcher ahead of the application: by default librdkafka pauses fetching for
+        // up to a second once 100k messages are queued locally.
+        .set("queued.min.messages", "1000000")
+        .set("fetch.queue.backoff.ms", "10")
         .create()?;
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {

@@ -184,7 +184,16 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     // 4. Producer and detector threads.
     let stop_producer = Arc::new(AtomicBool::new(false));
     let stop_detector = Arc::new(AtomicBool::new(false));
-    let mut gen = GeneratorConfig::live(args.seed, args.customers, chrono::Utc::now());
+    // On a reused data directory the detector's state continues from the last run: continue the
+    // event-time clock after the last event too, or every new event would be "late".
+    let start = match last_event_time(&client, &topics.input, partitions) {
+        Some(last) if last > chrono::Utc::now() => {
+            eprintln!("generator: continuing event time after the previous run ({last})");
+            last + chrono::Duration::seconds(1)
+        }
+        _ => chrono::Utc::now(),
+    };
+    let mut gen = GeneratorConfig::live(args.seed, args.customers, start);
     gen.fraud_rate = args.fraud_rate;
     gen.validate().context("generator settings")?;
     let producer_settings = ProducerSettings {
@@ -312,6 +321,51 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         produced.sent, detected.decisions, detected.dead_letters, detected.checkpoints
     );
     Ok(())
+}
+
+/// The largest event time among the last record of each partition of `topic`, if any.
+fn last_event_time(
+    client: &rdkafka::config::ClientConfig,
+    topic: &str,
+    partitions: i32,
+) -> Option<chrono::DateTime<chrono::Utc>> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Message;
+    let consumer: BaseConsumer = client
+        .clone()
+        .set("group.id", "veritas-demo-resume")
+        .create()
+        .ok()?;
+    let mut last = None;
+    for p in 0..partitions {
+        let Ok((_, high)) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10)) else {
+            continue;
+        };
+        if high == 0 {
+            continue;
+        }
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        tpl.add_partition_offset(topic, p, rdkafka::Offset::Offset(high - 1))
+            .ok()?;
+        consumer.assign(&tpl).ok()?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+                let ctx = veritas_events::RecordContext::new(
+                    topic,
+                    p,
+                    m.offset(),
+                    m.timestamp().to_millis().unwrap_or(0),
+                );
+                if let Ok(tx) = veritas_events::decode_event(m.payload().unwrap_or_default(), &ctx)
+                {
+                    last = last.max(Some(tx.timestamp));
+                }
+                break;
+            }
+        }
+    }
+    last
 }
 
 async fn start_broker(

@@ -23,7 +23,7 @@
 //! 1. wait for the acknowledgement of every decision and DLQ record sent for `p`;
 //! 2. write the engine's changelog since the previous checkpoint — one record per card / merchant
 //!    state changed, keyed by the state key — to partition `p` of the state topic
-//!    (`<input>.detector-state`), then a **marker** record `{"offset": O}`; every
+//!    (`<input>.<group>.state`), then a **marker** record `{"offset": O}`; every
 //!    `snapshot_every` checkpoints, write the whole state instead, as a snapshot in chunks, and a
 //!    marker naming it;
 //! 3. wait for those records' acknowledgements;
@@ -39,6 +39,7 @@
 //! uninterrupted run would score it.
 
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -222,6 +223,30 @@ struct PartitionWorker {
     /// Decisions / dead letters sent and not yet known to be acknowledged.
     in_flight: VecDeque<DeliveryFuture>,
     checkpoints: u32,
+    /// The checkpoint in progress, if any.
+    pending: Option<Pending>,
+}
+
+/// A checkpoint of one partition in progress (see the module docs).
+struct Pending {
+    /// Next input offset at the checkpoint.
+    offset: i64,
+    /// Decisions and dead letters sent before `offset`, not yet acknowledged.
+    outputs: Vec<DeliveryFuture>,
+    /// State records captured at `offset`, sent once every output is acknowledged.
+    records: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    /// State records sent, not yet acknowledged.
+    sent: Vec<DeliveryFuture>,
+    /// Whether the records are a full snapshot.
+    snapshot: bool,
+    /// Offset of the first state record written.
+    first_state_offset: Option<i64>,
+}
+
+/// A checkpoint whose every record is acknowledged: its offset may be committed.
+struct Completed {
+    offset: i64,
+    truncate_before: Option<i64>,
 }
 
 struct Shared {
@@ -315,7 +340,7 @@ impl ConsumerContext for GroupContext {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 let revoked: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
                 tracing::info!(?revoked, "partitions revoked; checkpointing them");
-                if let Err(e) = shared.checkpoint(consumer, &revoked) {
+                if let Err(e) = shared.checkpoint_now(consumer, &revoked) {
                     shared.set_fatal(e.context("checkpointing revoked partitions"));
                 }
                 let mut parts = shared.parts.lock();
@@ -362,6 +387,7 @@ impl Shared {
             next_offset,
             in_flight: VecDeque::new(),
             checkpoints: 0,
+            pending: None,
         }
     }
 
@@ -570,115 +596,216 @@ impl Shared {
         self.summary.lock().events += 1;
     }
 
-    /// Checkpoints `partitions` (see the module docs). An error leaves offsets uncommitted.
-    fn checkpoint<C: ConsumerContext>(
+    /// Starts a checkpoint of `w` at its current offset, unless one is in progress: captures
+    /// the decisions sent so far and the state to write (changelog or full snapshot), without
+    /// waiting for anything. [`Shared::advance`] drives it to completion.
+    fn begin_checkpoint(&self, w: &mut PartitionWorker) -> anyhow::Result<()> {
+        if w.pending.is_some() || w.next_offset < 0 {
+            return Ok(());
+        }
+        w.checkpoints += 1;
+        let snapshot =
+            self.settings.snapshot_every > 0 && w.checkpoints % self.settings.snapshot_every == 1;
+        let mut records: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
+        let mut marker = Marker {
+            offset: w.next_offset,
+            snapshot: None,
+        };
+        if snapshot {
+            let bytes = w.detector.engine().snapshot();
+            let _ = w.detector.engine_mut().drain_changelog(); // the snapshot covers them
+            let id = self.snapshot_ids.fetch_add(1, Ordering::Relaxed) ^ (now_ms() as u64) << 16;
+            let chunks: Vec<&[u8]> = if bytes.is_empty() {
+                vec![&[][..]]
+            } else {
+                bytes.chunks(CHUNK_BYTES).collect()
+            };
+            for (i, chunk) in chunks.iter().enumerate() {
+                let mut key = vec![KEY_CHUNK];
+                key.extend_from_slice(&id.to_be_bytes());
+                key.extend_from_slice(&(i as u32).to_be_bytes());
+                records.push((key, Some(chunk.to_vec())));
+            }
+            marker.snapshot = Some(SnapshotRef {
+                id,
+                chunks: chunks.len() as u32,
+            });
+        } else {
+            for entry in w.detector.engine_mut().drain_changelog() {
+                let mut key = vec![KEY_DELTA];
+                key.extend_from_slice(&entry.key);
+                records.push((key, entry.value));
+            }
+        }
+        records.push((KEY_MARKER.to_vec(), Some(serde_json::to_vec(&marker)?)));
+        w.pending = Some(Pending {
+            offset: w.next_offset,
+            outputs: w.in_flight.drain(..).collect(),
+            records,
+            sent: Vec::new(),
+            snapshot,
+            first_state_offset: None,
+        });
+        Ok(())
+    }
+
+    /// Drives partition `p`'s checkpoint: (1) its decisions acknowledged, then (2) its state
+    /// records and marker sent and (3) acknowledged. Returns the completed checkpoint's offset
+    /// (and, after a snapshot, the state offset before which records are redundant). With
+    /// `block`, waits for each step; otherwise only looks. A delivery failure is an error: the
+    /// offset is then never committed.
+    fn advance(
+        &self,
+        p: i32,
+        w: &mut PartitionWorker,
+        block: bool,
+    ) -> anyhow::Result<Option<Completed>> {
+        let Some(pending) = w.pending.as_mut() else {
+            return Ok(None);
+        };
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let mut settle =
+            |futures: &mut Vec<DeliveryFuture>, what: &str| -> anyhow::Result<Option<i64>> {
+                let mut first = None;
+                let mut i = 0;
+                while i < futures.len() {
+                    let result = if block {
+                        Some(self.rt.block_on(&mut futures[i]))
+                    } else {
+                        match std::pin::Pin::new(&mut futures[i]).poll(&mut cx) {
+                            std::task::Poll::Ready(r) => Some(r),
+                            std::task::Poll::Pending => None,
+                        }
+                    };
+                    match result {
+                        None => i += 1,
+                        Some(Ok(Ok(d))) => {
+                            first = Some(first.map_or(d.offset, |f: i64| f.min(d.offset)));
+                            futures.swap_remove(i);
+                        }
+                        Some(Ok(Err((e, _)))) => {
+                            bail!("{what} for partition {p} was not delivered: {e}")
+                        }
+                        Some(Err(_)) => bail!(
+                            "the producer went away before {what} for partition {p} was delivered"
+                        ),
+                    }
+                }
+                Ok(first)
+            };
+        settle(&mut pending.outputs, "a decision")?;
+        if !pending.outputs.is_empty() {
+            return Ok(None);
+        }
+        if !pending.records.is_empty() {
+            for (key, value) in std::mem::take(&mut pending.records) {
+                let f = self.send_state(&self.settings.topics.state, p, &key, value.as_deref())?;
+                pending.sent.push(f);
+            }
+        }
+        if let Some(first) = settle(&mut pending.sent, "a state record")? {
+            pending.first_state_offset =
+                Some(pending.first_state_offset.map_or(first, |f| f.min(first)));
+        }
+        if !pending.sent.is_empty() {
+            return Ok(None);
+        }
+        let done = w.pending.take();
+        Ok(done.map(|d| Completed {
+            offset: d.offset,
+            truncate_before: if d.snapshot {
+                d.first_state_offset
+            } else {
+                None
+            },
+        }))
+    }
+
+    /// The periodic checkpoint: starts checkpoints where none is running and commits those
+    /// that completed, never waiting (so scoring never stalls on acknowledgements).
+    fn checkpoint_tick<C: ConsumerContext>(
+        &self,
+        consumer: &BaseConsumer<C>,
+        start: bool,
+    ) -> anyhow::Result<()> {
+        let mut completed = Vec::new();
+        {
+            let mut parts = self.parts.lock();
+            for (p, w) in parts.iter_mut() {
+                if start {
+                    self.begin_checkpoint(w)?;
+                }
+                if let Some(c) = self.advance(*p, w, false)? {
+                    completed.push((*p, c));
+                }
+            }
+        }
+        self.commit(consumer, &completed, CommitMode::Async)
+    }
+
+    /// Checkpoints `partitions` now, waiting for every step (revocation and shutdown).
+    fn checkpoint_now<C: ConsumerContext>(
         &self,
         consumer: &BaseConsumer<C>,
         partitions: &[i32],
     ) -> anyhow::Result<()> {
+        let mut completed = Vec::new();
+        {
+            let mut parts = self.parts.lock();
+            for p in partitions {
+                let Some(w) = parts.get_mut(p) else { continue };
+                // Finish the one in progress, then take a fresh one at the current offset.
+                if let Some(c) = self.advance(*p, w, true)? {
+                    completed.push((*p, c));
+                }
+                self.begin_checkpoint(w)?;
+                if let Some(c) = self.advance(*p, w, true)? {
+                    completed.push((*p, c));
+                }
+            }
+        }
+        self.commit(consumer, &completed, CommitMode::Sync)
+    }
+
+    /// Commits completed checkpoints' offsets, then trims the state topic before snapshots.
+    fn commit<C: ConsumerContext>(
+        &self,
+        consumer: &BaseConsumer<C>,
+        completed: &[(i32, Completed)],
+        mode: CommitMode,
+    ) -> anyhow::Result<()> {
+        if completed.is_empty() {
+            return Ok(());
+        }
         let topics = &self.settings.topics;
         let mut commit = TopicPartitionList::new();
-        let mut truncate: Vec<(i32, i64)> = Vec::new();
-        let mut parts = self.parts.lock();
-        for p in partitions {
-            let Some(w) = parts.get_mut(p) else { continue };
-            if w.next_offset < 0 {
-                continue; // nothing consumed yet
-            }
-            // 1. Every output before next_offset acknowledged.
-            for f in w.in_flight.drain(..) {
-                match self.rt.block_on(f) {
-                    Ok(Ok(_)) => {}
-                    Ok(Err((e, _))) => bail!("a decision for partition {p} was not delivered: {e}"),
-                    Err(_) => bail!(
-                        "the producer went away before a decision for partition {p} was delivered"
-                    ),
+        let mut trim = TopicPartitionList::new();
+        for (p, c) in completed {
+            // A later checkpoint of the same partition supersedes an earlier one in this batch.
+            match commit.find_partition(&topics.input, *p) {
+                Some(_) => {
+                    commit.set_partition_offset(&topics.input, *p, Offset::Offset(c.offset))?;
+                }
+                None => {
+                    commit.add_partition_offset(&topics.input, *p, Offset::Offset(c.offset))?;
                 }
             }
-            // 2. State changes (or a full snapshot), then the marker.
-            w.checkpoints += 1;
-            let snapshot = self.settings.snapshot_every > 0
-                && w.checkpoints % self.settings.snapshot_every == 1;
-            let mut futures = Vec::new();
-            let mut marker = Marker {
-                offset: w.next_offset,
-                snapshot: None,
-            };
-            if snapshot {
-                let bytes = w.detector.engine().snapshot();
-                let _ = w.detector.engine_mut().drain_changelog(); // the snapshot covers them
-                let id =
-                    self.snapshot_ids.fetch_add(1, Ordering::Relaxed) ^ (now_ms() as u64) << 16;
-                let chunks: Vec<&[u8]> = if bytes.is_empty() {
-                    vec![&[][..]]
-                } else {
-                    bytes.chunks(CHUNK_BYTES).collect()
-                };
-                for (i, chunk) in chunks.iter().enumerate() {
-                    let mut key = vec![KEY_CHUNK];
-                    key.extend_from_slice(&id.to_be_bytes());
-                    key.extend_from_slice(&(i as u32).to_be_bytes());
-                    futures.push(self.send_state(&topics.state, *p, &key, Some(chunk))?);
-                }
-                marker.snapshot = Some(SnapshotRef {
-                    id,
-                    chunks: chunks.len() as u32,
-                });
-            } else {
-                for entry in w.detector.engine_mut().drain_changelog() {
-                    let mut key = vec![KEY_DELTA];
-                    key.extend_from_slice(&entry.key);
-                    futures.push(self.send_state(
-                        &topics.state,
-                        *p,
-                        &key,
-                        entry.value.as_deref(),
-                    )?);
-                }
-            }
-            let marker_bytes = serde_json::to_vec(&marker)?;
-            futures.push(self.send_state(&topics.state, *p, KEY_MARKER, Some(&marker_bytes))?);
-            // 3. All state records acknowledged.
-            let mut first_offset = None;
-            for f in futures {
-                match self.rt.block_on(f) {
-                    Ok(Ok(d)) => {
-                        first_offset.get_or_insert(d.offset);
-                    }
-                    Ok(Err((e, _))) => bail!("checkpoint of partition {p} not delivered: {e}"),
-                    Err(_) => {
-                        bail!("the producer went away during the checkpoint of partition {p}")
-                    }
-                }
-            }
-            commit.add_partition_offset(&topics.input, *p, Offset::Offset(w.next_offset))?;
-            if let (true, Some(first)) = (snapshot, first_offset) {
-                truncate.push((*p, first));
+            if let Some(first) = c.truncate_before {
+                trim.add_partition_offset(&topics.state, *p, Offset::Offset(first))?;
             }
         }
-        drop(parts);
-        // 4. Offsets.
-        if commit.count() > 0 {
-            consumer
-                .commit(&commit, CommitMode::Sync)
-                .context("committing offsets")?;
-            self.metrics.checkpoints.inc();
-            self.summary.lock().checkpoints += 1;
-        }
-        // 5. Bound the state topic: everything before the latest snapshot is redundant.
-        if !truncate.is_empty() {
-            let mut tpl = TopicPartitionList::new();
-            for (p, first) in &truncate {
-                tpl.add_partition_offset(&topics.state, *p, Offset::Offset(*first))?;
-            }
-            match self
+        consumer
+            .commit(&commit, mode)
+            .context("committing offsets")?;
+        self.metrics.checkpoints.inc_by(completed.len() as u64);
+        self.summary.lock().checkpoints += completed.len() as u64;
+        if trim.count() > 0 {
+            // Everything before the latest snapshot is redundant: keep the state topic bounded.
+            if let Err(e) = self
                 .rt
-                .block_on(self.admin.delete_records(&tpl, &AdminOptions::new()))
+                .block_on(self.admin.delete_records(&trim, &AdminOptions::new()))
             {
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!(error = %e, "could not trim the state topic (it keeps growing until the next snapshot)")
-                }
+                tracing::warn!(error = %e, "could not trim the state topic (it keeps growing until the next snapshot)");
             }
         }
         Ok(())
@@ -828,6 +955,7 @@ pub fn run(
         .with_context(|| format!("subscribing to {input}"))?;
     tracing::info!(topic = %input, group = %shared.settings.group, "detector started");
     let mut last_checkpoint = Instant::now();
+    let mut last_tick = Instant::now();
     let mut last_lag = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         match consumer.poll(Duration::from_millis(100)) {
@@ -838,10 +966,15 @@ pub fn run(
         if let Some(e) = shared.fatal.lock().take() {
             return Err(e);
         }
-        if last_checkpoint.elapsed() >= interval {
-            let owned: Vec<i32> = shared.parts.lock().keys().copied().collect();
-            shared.checkpoint(&consumer, &owned)?;
-            last_checkpoint = Instant::now();
+        // Looking at acknowledgements costs a pass over the outstanding ones: a few times per
+        // checkpoint interval is enough.
+        if last_tick.elapsed() >= Duration::from_millis(5) {
+            let start = last_checkpoint.elapsed() >= interval;
+            shared.checkpoint_tick(&consumer, start)?;
+            if start {
+                last_checkpoint = Instant::now();
+            }
+            last_tick = Instant::now();
         }
         if last_lag.elapsed() >= Duration::from_secs(1) {
             shared.update_lag();
@@ -850,7 +983,7 @@ pub fn run(
     }
     // Drain: checkpoint what was processed, then leave the group (its revoke finds nothing new).
     let owned: Vec<i32> = shared.parts.lock().keys().copied().collect();
-    shared.checkpoint(&consumer, &owned)?;
+    shared.checkpoint_now(&consumer, &owned)?;
     consumer.unsubscribe();
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline && !shared.parts.lock().is_empty() {
