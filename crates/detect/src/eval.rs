@@ -100,9 +100,9 @@ pub fn roc_auc(labels: &[bool], scores: &[f64]) -> Option<f64> {
     Some((rank_sum - p * (p + 1.0) / 2.0) / (p * neg as f64))
 }
 
-/// The highest recall reachable at a score threshold whose precision is ≥ `min_precision`,
-/// with the highest such threshold... precisely: (recall, threshold) of the best operating
-/// point. `None` when there is no positive or no threshold reaches the precision.
+/// The best operating point with precision ≥ `min_precision`: `(recall, threshold)`,
+/// flagging scores ≥ threshold. `None` when there is no positive or no threshold reaches
+/// the precision.
 pub fn recall_at_precision(
     labels: &[bool],
     scores: &[f64],

@@ -116,12 +116,20 @@ impl Dataset {
     }
 
     /// Row `i`.
+    ///
+    /// # Panics
+    ///
+    /// If `i >= self.len()` (rows are addressed by the caller's own loop bounds).
     pub fn row(&self, i: usize) -> &[f32] {
         let start = i * self.n_features;
         &self.values[start..start + self.n_features]
     }
 
     /// Label of row `i`.
+    ///
+    /// # Panics
+    ///
+    /// If `i >= self.len()`.
     pub fn label(&self, i: usize) -> bool {
         self.labels[i]
     }
