@@ -609,6 +609,10 @@ pub(crate) fn compute(
                     let n = seen.map_or(0, |e| e.1);
                     f.set(F::CategoryShare, f64::from(n) / c.categorised as f64);
                 }
+                if let Some(&(_, n, sum)) = seen.filter(|e| e.1 > 0) {
+                    let mean = f64::from(sum) / f64::from(n);
+                    f.set(F::AmountToCategoryMean, v.amount / mean.max(1.0));
+                }
             }
             if let Some(ch) = v.channel {
                 if c.channelled > 0 {
@@ -746,7 +750,7 @@ fn apply_card(c: &mut CardState, v: &TxView<'_>, f: &Features) {
         c.touch_merchant(v.merchant);
     }
     if v.category != 0 {
-        c.count_category(v.category);
+        c.count_category(v.category, v.amount as f32);
     }
     if let Some(ch) = v.channel {
         if let Some(n) = c.channels.get_mut(ch) {

@@ -123,6 +123,9 @@ features! {
     CategoryNew = "category_new",
     /// Share of the card's earlier transactions in this category; missing without history.
     CategoryShare = "category_share",
+    /// Amount / the card's mean amount in this category (floored at 1); missing if the card
+    /// never bought in this category (16 categories remembered).
+    AmountToCategoryMean = "amount_to_category_mean",
     /// Channel code: 0 = pos, 1 = online, 2 = atm; missing if absent.
     ChannelCode = "channel",
     /// Share of the card's earlier transactions on this channel; missing without history.

@@ -137,7 +137,8 @@ pub(crate) struct CardState {
     /// Merchant keys, least recently used first.
     pub(crate) merchants: Vec<u32>,
     /// (category key, count).
-    pub(crate) categories: Vec<(u32, u32)>,
+    /// (category key, count, amount sum).
+    pub(crate) categories: Vec<(u32, u32, f32)>,
     /// Transactions with a known category.
     pub(crate) categorised: u64,
     /// Counts per channel code (pos, online, atm).
@@ -159,7 +160,7 @@ pub(crate) struct CardState {
     pub(crate) dirty: bool,
 }
 
-const CARD_RECORD_VERSION: u8 = 2;
+const CARD_RECORD_VERSION: u8 = 3;
 const MERCHANT_RECORD_VERSION: u8 = 2;
 
 impl CardState {
@@ -168,7 +169,7 @@ impl CardState {
         std::mem::size_of::<Self>()
             + self.recent.capacity() * std::mem::size_of::<Recent>()
             + self.merchants.capacity() * 4
-            + self.categories.capacity() * 8
+            + self.categories.capacity() * 12
             + self.countries.capacity() * 2
     }
 
@@ -209,9 +210,10 @@ impl CardState {
             w.u32(m);
         }
         w.len(self.categories.len());
-        for &(k, c) in &self.categories {
+        for &(k, c, s) in &self.categories {
             w.u32(k);
             w.u32(c);
+            w.f32(s);
         }
         w.u64(self.categorised);
         for c in self.channels {
@@ -284,7 +286,7 @@ impl CardState {
         let n = r.len(MAX_CATEGORIES_PER_CARD, "card categories")?;
         let mut categories = Vec::with_capacity(n);
         for _ in 0..n {
-            categories.push((r.u32()?, r.u32()?));
+            categories.push((r.u32()?, r.u32()?, r.f32()?));
         }
         let categorised = r.u64()?;
         let channels = [r.u64()?, r.u64()?, r.u64()?];
@@ -337,11 +339,12 @@ impl CardState {
         self.merchants.push(key);
     }
 
-    /// Count one transaction in category `key`.
-    pub(crate) fn count_category(&mut self, key: u32) {
+    /// Count one transaction of `amount` in category `key`.
+    pub(crate) fn count_category(&mut self, key: u32, amount: f32) {
         self.categorised += 1;
         if let Some(e) = self.categories.iter_mut().find(|e| e.0 == key) {
             e.1 = e.1.saturating_add(1);
+            e.2 += amount;
             return;
         }
         if self.categories.len() >= MAX_CATEGORIES_PER_CARD {
@@ -356,7 +359,7 @@ impl CardState {
                 self.categories.remove(idx);
             }
         }
-        self.categories.push((key, 1));
+        self.categories.push((key, 1, amount));
     }
 
     /// Remember a country code.
@@ -550,7 +553,7 @@ mod tests {
         let mut c = CardState::default();
         for k in 1..=100u32 {
             c.touch_merchant(k);
-            c.count_category(k);
+            c.count_category(k, 1.0);
             c.see_country(k as u16);
         }
         assert_eq!(c.merchants.len(), MAX_MERCHANTS_PER_CARD);

@@ -251,6 +251,12 @@ fn novelty_shares_and_card_testing_features() {
     assert_eq!(val(&f, Feature::MerchantNew), 0.0);
     assert_eq!(val(&f, Feature::CategoryNew), 0.0);
     assert!(close(val(&f, Feature::CategoryShare), 2.0 / 3.0, 1e-6));
+    // Grocery so far: 20 and 25 -> mean 22.5; amount 1.0.
+    assert!(close(
+        val(&f, Feature::AmountToCategoryMean),
+        1.0 / 22.5,
+        1e-6
+    ));
     assert_eq!(val(&f, Feature::ChannelShare), 1.0);
     assert_eq!(val(&f, Feature::ChannelCode), 0.0);
     // Distinct merchants in 10 min, this one included: m1, m2.
@@ -262,6 +268,11 @@ fn novelty_shares_and_card_testing_features() {
     assert_eq!(val(&f, Feature::MerchantNew), 1.0);
     assert_eq!(val(&f, Feature::CategoryNew), 1.0);
     assert_eq!(val(&f, Feature::CategoryShare), 0.0);
+    assert_eq!(
+        f.get(Feature::AmountToCategoryMean),
+        None,
+        "category never seen"
+    );
     assert_eq!(val(&f, Feature::DistinctMerchants10m), 5.0); // t3, t2, t1, m1, m2
     assert_eq!(val(&f, Feature::MicroTx1h), 3.0); // 1.0, 0.5, 0.9
     assert_eq!(val(&f, Feature::MinAmount1m), 0.5);
