@@ -77,13 +77,13 @@ enum Cmd {
         #[arg(long, default_value_t = 7)]
         seed: u64,
         /// Cardholders in the stream (events ≈ customers × days × 2).
-        #[arg(long, default_value_t = 400)]
+        #[arg(long, default_value_t = 1000)]
         customers: u32,
         /// Days of history.
         #[arg(long, default_value_t = 10)]
         days: u32,
         /// Events per second fed to the input topic.
-        #[arg(long, default_value_t = 1500)]
+        #[arg(long, default_value_t = 500)]
         rate: u32,
         /// The veritas binary (default: beside this one).
         #[arg(long)]

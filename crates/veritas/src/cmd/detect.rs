@@ -55,6 +55,11 @@ pub struct DetectArgs {
     /// A full state snapshot every this many checkpoints (changelog deltas in between).
     #[arg(long, env = "VERITAS_SNAPSHOT_EVERY", default_value_t = 60)]
     pub snapshot_every: u32,
+    /// Consumer-group session timeout in ms (librdkafka `session.timeout.ms`, default 45000):
+    /// how long the group waits for a detector that died without leaving before handing its
+    /// partitions to the others (or to its own restart). The broker accepts 6000 and up.
+    #[arg(long, env = "VERITAS_SESSION_TIMEOUT_MS")]
+    pub session_timeout_ms: Option<u64>,
     /// With no committed offset, start from the beginning of the topic (else from its end).
     #[arg(long, env = "VERITAS_FROM_BEGINNING")]
     pub from_beginning: bool,
@@ -81,6 +86,11 @@ impl DetectArgs {
         client
             .set("bootstrap.servers", &self.bootstrap_servers)
             .set("broker.address.family", "v4");
+        if let Some(ms) = self.session_timeout_ms {
+            client
+                .set("session.timeout.ms", ms.to_string())
+                .set("heartbeat.interval.ms", (ms / 3).clamp(1, 3000).to_string());
+        }
         Ok(DetectorSettings {
             client,
             topics: Topics::new(&self.topic, &self.group),
