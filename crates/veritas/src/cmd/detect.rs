@@ -114,10 +114,7 @@ pub fn load_model(path: &std::path::Path) -> anyhow::Result<Model> {
 
 /// Runs `veritas detect` until SIGINT/SIGTERM, then drains and exits.
 pub fn run(args: DetectArgs) -> anyhow::Result<()> {
-    let settings = args.settings()?;
-    ensure_topics(&settings.client, &settings.topics, args.partitions)?;
-    let registry = prometheus::Registry::new();
-    let metrics = DetectorMetrics::new(&registry)?;
+    // Handle SIGINT/SIGTERM from the very start, so a stop request is a clean drain.
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = stop.clone();
@@ -134,6 +131,10 @@ pub fn run(args: DetectArgs) -> anyhow::Result<()> {
                 }
             })?;
     }
+    let settings = args.settings()?;
+    ensure_topics(&settings.client, &settings.topics, args.partitions)?;
+    let registry = prometheus::Registry::new();
+    let metrics = DetectorMetrics::new(&registry)?;
     if !args.seed_output {
         eprintln!(
             "veritas detect: group {} on {} → {} (model: {})",
