@@ -91,8 +91,9 @@ const KEYS: &[KeyDef] = &[
         min: 0,
     },
     KeyDef {
+        // Anything but `producer` makes the produce handler recompress batches of another codec.
         name: "compression.type",
-        kind: Kind::Str(&["producer"]),
+        kind: Kind::Str(&["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"]),
         min: 0,
     },
     KeyDef {

@@ -114,8 +114,8 @@ impl Budget {
 }
 
 /// Decompresses `data`, failing with [`LegacyError::DecompressionLimit`] rather than producing
-/// more than `limit` bytes.
-pub(crate) fn decompress(
+/// more than `limit` bytes (the broker also uses it for v2 batches it has to recompress).
+pub fn decompress(
     codec: Compression,
     data: &[u8],
     limit: usize,

@@ -55,6 +55,15 @@ pub async fn handle(ctx: &Ctx<'_>, req: AlterConfigsRequest) -> AlterConfigsResp
                     .with_error_code(refusal.code())
                     .with_error_message(Some(sb(refusal.to_string())));
             }
+            if ctx.shared.cluster.topic(&res.resource_name).is_none() {
+                // Kafka looks the topic up before it validates the configs.
+                return r
+                    .with_error_code(ResponseError::UnknownTopicOrPartition.code())
+                    .with_error_message(Some(sb(format!(
+                        "topic '{}' does not exist",
+                        res.resource_name
+                    ))));
+            }
             let replacement = TopicConfig::from_pairs(
                 res.configs
                     .iter()

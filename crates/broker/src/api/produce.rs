@@ -2,7 +2,9 @@
 //! and up-converted to v2 batches by [`super::legacy`], then handled here as v3.
 //!
 //! Each partition's records are handed to its log as received: validated (framing, magic 2,
-//! CRC-32C, size), given offsets, appended — never decompressed or re-encoded. The answer per
+//! CRC-32C, size), given offsets, appended — never decompressed or re-encoded, unless the
+//! topic's `compression.type` names a codec (not `producer`): then batches of another codec are
+//! rewritten with it first, as Kafka does. The answer per
 //! partition is the base offset (the *original* one for an idempotent producer's retried batch,
 //! which is not appended twice), the log-append time for LogAppendTime topics, and the log start
 //! offset. Errors are per partition (with base offset -1, as Kafka answers them):
@@ -21,13 +23,19 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use bytes::{Bytes, BytesMut};
+
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::VersionRange;
+use kafka_protocol::records::{
+    Compression, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
+};
 
 use super::{first_error, sb, Ctx, Outcome};
 use crate::cluster::{now_ms, Partition};
+use crate::config::TopicConfig;
 use crate::records::log_error_code;
 
 /// Versions served.
@@ -48,6 +56,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceRespons
     let mut responses = Vec::with_capacity(req.topic_data.len());
     for topic_data in req.topic_data {
         let topic = ctx.shared.cluster.topic(&topic_data.name);
+        let recompress_to = topic.as_ref().and_then(|t| target_codec(&t.config()));
         let mut partitions = Vec::with_capacity(topic_data.partition_data.len());
         for pd in topic_data.partition_data {
             // Errors answer base offset -1, as Kafka's do.
@@ -79,6 +88,18 @@ pub async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceRespons
                 r.error_message = Some(sb("produce request without records"));
                 partitions.push(r);
                 continue;
+            };
+            let records = match recompress_to {
+                None => records,
+                Some(codec) => match recompress(records, codec) {
+                    Ok(records) => records,
+                    Err(code) => {
+                        r.error_code = code;
+                        r.error_message = Some(sb("batch could not be recompressed"));
+                        partitions.push(r);
+                        continue;
+                    }
+                },
             };
             match partition.log.append(&records, now_ms()) {
                 Ok(info) => {
@@ -121,6 +142,106 @@ pub async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceRespons
         return None;
     }
     Some(ProduceResponse::default().with_responses(responses))
+}
+
+/// The codec a topic's `compression.type` imposes, or `None` for `producer` (keep the
+/// producer's batches as they are, the default).
+fn target_codec(config: &TopicConfig) -> Option<Compression> {
+    match config
+        .overrides()
+        .get("compression.type")
+        .map(String::as_str)
+    {
+        Some("uncompressed") => Some(Compression::None),
+        Some("gzip") => Some(Compression::Gzip),
+        Some("snappy") => Some(Compression::Snappy),
+        Some("lz4") => Some(Compression::Lz4),
+        Some("zstd") => Some(Compression::Zstd),
+        _ => None,
+    }
+}
+
+/// The attribute bits of a codec.
+fn codec_bits(codec: Compression) -> i16 {
+    match codec {
+        Compression::None => 0,
+        Compression::Gzip => 1,
+        Compression::Snappy => 2,
+        Compression::Lz4 => 3,
+        Compression::Zstd => 4,
+    }
+}
+
+/// Rewrites a produced set of batches with `codec`, as Kafka does for a topic whose
+/// `compression.type` is not `producer`: every record keeps its offset delta, timestamp, key,
+/// value and headers, and every batch its producer id, epoch, base sequence and flags, so
+/// idempotence is unaffected. Batches already in `codec` are left alone (no copy at all when
+/// all are). Decompression is bounded ([`veritas_legacy::DEFAULT_MAX_DECOMPRESSED`] for the
+/// whole set, MESSAGE_TOO_LARGE beyond). A set that does not decode is returned unchanged, for
+/// the log's validation to answer precisely (CORRUPT_MESSAGE, INVALID_RECORD, ...).
+fn recompress(records: Bytes, codec: Compression) -> Result<Bytes, i16> {
+    // Batch framing: base offset (8), length (4), leader epoch (4), magic (1), CRC (4), attributes.
+    let wanted = codec_bits(codec);
+    let mut pos = 0usize;
+    let mut all_match = true;
+    while pos < records.len() {
+        let (Some(len), Some(attrs)) = (
+            records.get(pos + 8..pos + 12),
+            records.get(pos + 21..pos + 23),
+        ) else {
+            return Ok(records); // malformed: the log says how
+        };
+        let len = i32::from_be_bytes([len[0], len[1], len[2], len[3]]);
+        let Ok(len) = usize::try_from(len) else {
+            return Ok(records);
+        };
+        if i16::from_be_bytes([attrs[0], attrs[1]]) & 0x7 != wanted {
+            all_match = false;
+        }
+        pos = pos.saturating_add(12).saturating_add(len);
+    }
+    if all_match {
+        return Ok(records);
+    }
+    let budget = std::cell::Cell::new(veritas_legacy::DEFAULT_MAX_DECOMPRESSED);
+    let over_budget = std::cell::Cell::new(false);
+    let decompress = |data: &mut Bytes, codec: Compression| {
+        let legacy = match codec {
+            Compression::None => veritas_legacy::Compression::None,
+            Compression::Gzip => veritas_legacy::Compression::Gzip,
+            Compression::Snappy => veritas_legacy::Compression::Snappy,
+            Compression::Lz4 => veritas_legacy::Compression::Lz4,
+            Compression::Zstd => veritas_legacy::Compression::Zstd,
+        };
+        let out = veritas_legacy::compression::decompress(legacy, data, budget.get()).inspect_err(
+            |e| {
+                if matches!(e, veritas_legacy::LegacyError::DecompressionLimit { .. }) {
+                    over_budget.set(true);
+                }
+            },
+        )?;
+        budget.set(budget.get().saturating_sub(out.len()));
+        Ok(Bytes::from(out))
+    };
+    let mut input = records.clone();
+    let mut out = BytesMut::with_capacity(records.len());
+    while !input.is_empty() {
+        let set =
+            match RecordBatchDecoder::decode_with_custom_compression(&mut input, Some(&decompress))
+            {
+                Ok(set) if set.version == 2 => set,
+                _ if over_budget.get() => return Err(ResponseError::MessageTooLarge.code()),
+                _ => return Ok(records),
+            };
+        let options = RecordEncodeOptions {
+            version: 2,
+            compression: codec,
+        };
+        if RecordBatchEncoder::encode(&mut out, &set.records, &options).is_err() {
+            return Err(ResponseError::CorruptMessage.code());
+        }
+    }
+    Ok(out.freeze())
 }
 
 /// Fsyncs the partitions whose policy asks for it, off the async worker threads. A failed fsync
