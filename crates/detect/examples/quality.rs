@@ -208,6 +208,19 @@ fn diagnose(
             last_fraud.insert(e.tx.card_number.as_str(), t);
         } else if s.score >= thr {
             fp_total += 1;
+            if want == "fp" && fp_total % 10 == 0 {
+                let row: Vec<String> = show
+                    .iter()
+                    .map(|&f| {
+                        format!(
+                            "{}={}",
+                            f.name(),
+                            feats[i].get(f).map_or("-".into(), |v| format!("{v:.2}"))
+                        )
+                    })
+                    .collect();
+                eprintln!("FP {:.3} {}", s.score, row.join(" "));
+            }
         }
     }
     eprintln!("threshold {thr:.4}; false positives {fp_total}");
