@@ -208,7 +208,7 @@ fn diagnose(
             last_fraud.insert(e.tx.card_number.as_str(), t);
         } else if s.score >= thr {
             fp_total += 1;
-            if want == "fp" && fp_total % 10 == 0 {
+            if want == "fp" && fp_total.is_multiple_of(10) {
                 let row: Vec<String> = show
                     .iter()
                     .map(|&f| {
