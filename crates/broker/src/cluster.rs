@@ -54,12 +54,12 @@ pub enum ClusterError {
     #[error("storage: {0}")]
     Log(#[from] LogError),
     /// Metadata file I/O.
-    #[error("metadata i/o on {path}: {source}")]
+    #[error("metadata i/o on {path}: {cause}")]
     Io {
         /// The file or directory.
         path: PathBuf,
         /// The error.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// A metadata file could not be understood.
     #[error("corrupt topic metadata {path}: {reason}")]
@@ -91,9 +91,9 @@ impl ClusterError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ClusterError + '_ {
-    move |source| ClusterError::Io {
+    move |cause| ClusterError::Io {
         path: path.to_owned(),
-        source,
+        cause,
     }
 }
 

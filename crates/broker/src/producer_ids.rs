@@ -33,7 +33,7 @@ impl ProducerIds {
                     reason: e.to_string(),
                 })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
-            Err(source) => return Err(ClusterError::Io { path, source }),
+            Err(cause) => return Err(ClusterError::Io { path, cause }),
         };
         if next < 0 {
             return Err(ClusterError::CorruptMetadata {

@@ -32,23 +32,23 @@ const CLUSTER_ID_FILE: &str = "cluster-id";
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
     /// The listen address could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}: {cause}")]
     Bind {
         /// Requested address.
         addr: SocketAddr,
         /// The error.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// Another broker holds the data directory.
     #[error("data directory {0} is in use by another broker")]
     Locked(PathBuf),
     /// Data directory I/O.
-    #[error("data directory {path}: {source}")]
+    #[error("data directory {path}: {cause}")]
     Io {
         /// The path.
         path: PathBuf,
         /// The error.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// Opening or closing topics failed.
     #[error(transparent)]
@@ -108,9 +108,9 @@ impl std::fmt::Debug for Broker {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BrokerError + '_ {
-    move |source| BrokerError::Io {
+    move |cause| BrokerError::Io {
         path: path.to_owned(),
-        source,
+        cause,
     }
 }
 
@@ -143,7 +143,7 @@ impl Broker {
             .await
             .map_err(|e| BrokerError::Io {
                 path: data_dir.clone(),
-                source: std::io::Error::other(e),
+                cause: std::io::Error::other(e),
             })??;
         tracing::info!(
             topics = cluster.topics().len(),
@@ -163,9 +163,9 @@ impl Broker {
         let listener =
             TcpListener::bind(config.listen)
                 .await
-                .map_err(|source| BrokerError::Bind {
+                .map_err(|cause| BrokerError::Bind {
                     addr: config.listen,
-                    source,
+                    cause,
                 })?;
         let local_addr = listener.local_addr().map_err(io(&data_dir))?;
         let advertised = config
@@ -181,7 +181,7 @@ impl Broker {
         .await
         .map_err(|e| BrokerError::Io {
             path: data_dir.clone(),
-            source: std::io::Error::other(e),
+            cause: std::io::Error::other(e),
         })??;
         let groups_task = groups.start();
         let shared = Arc::new(Shared {
@@ -262,7 +262,7 @@ impl Broker {
             .await
             .map_err(|e| BrokerError::Io {
                 path: data_dir.clone(),
-                source: std::io::Error::other(e),
+                cause: std::io::Error::other(e),
             })?;
         result?;
         let marker = data_dir.join(CLEAN_SHUTDOWN_MARKER);

@@ -10,13 +10,14 @@ use crate::batch::BatchError;
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
     /// A filesystem operation failed (Kafka: `KAFKA_STORAGE_ERROR`).
-    #[error("I/O error on {path}: {source}")]
+    #[error("I/O error on {path}: {cause}")]
     Io {
         /// File or directory involved.
         path: PathBuf,
         /// The underlying error.
-        #[source]
-        source: io::Error,
+        // Named `cause`, not `source`: the message already includes it, and reporting it again
+        // as the error's source would print it twice in error chains.
+        cause: io::Error,
     },
     /// A batch failed framing, magic or CRC checks (Kafka: `CORRUPT_MESSAGE`).
     #[error("corrupt message: {0}")]
@@ -75,10 +76,10 @@ pub enum LogError {
 }
 
 impl LogError {
-    pub(crate) fn io(path: impl Into<PathBuf>, source: io::Error) -> LogError {
+    pub(crate) fn io(path: impl Into<PathBuf>, cause: io::Error) -> LogError {
         LogError::Io {
             path: path.into(),
-            source,
+            cause,
         }
     }
 }

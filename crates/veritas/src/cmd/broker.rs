@@ -53,6 +53,9 @@ pub struct BrokerArgs {
     /// This broker's node id.
     #[arg(long, env = "VERITAS_NODE_ID", default_value_t = 0)]
     pub node_id: i32,
+    /// Serve Prometheus metrics at `http://ADDR/metrics`.
+    #[arg(long, env = "VERITAS_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl BrokerArgs {
@@ -120,6 +123,8 @@ pub fn run(args: BrokerArgs) -> anyhow::Result<()> {
         let broker = Broker::start(args.config(), &registry)
             .await
             .context("starting the broker")?;
+        let (metrics_stop, metrics_task) =
+            spawn_metrics(args.metrics_listen, registry.clone()).await?;
         eprintln!(
             "veritas broker listening on {} (bootstrap.servers={}), data in {}",
             broker.local_addr(),
@@ -132,8 +137,39 @@ pub fn run(args: BrokerArgs) -> anyhow::Result<()> {
             .shutdown()
             .await
             .context("shutting down the broker")?;
+        let _ = metrics_stop.send(());
+        if let Some(t) = metrics_task {
+            let _ = t.await;
+        }
         Ok(())
     })
+}
+
+/// Starts the `/metrics` endpoint when an address is given; send on the returned channel to
+/// stop it.
+pub async fn spawn_metrics(
+    listen: Option<SocketAddr>,
+    registry: prometheus::Registry,
+) -> anyhow::Result<(
+    tokio::sync::oneshot::Sender<()>,
+    Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+)> {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let Some(addr) = listen else {
+        return Ok((tx, None));
+    };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the metrics endpoint on {addr}"))?;
+    eprintln!("metrics: http://{}/metrics", listener.local_addr()?);
+    let task = tokio::spawn(crate::dashboard::serve_metrics(
+        listener,
+        registry,
+        async move {
+            let _ = rx.await;
+        },
+    ));
+    Ok((tx, Some(task)))
 }
 
 /// Completes at the first SIGINT or SIGTERM.

@@ -390,8 +390,8 @@ async fn start_broker(
                 }
                 return Ok(broker);
             }
-            Err(BrokerError::Bind { source, .. })
-                if source.kind() == std::io::ErrorKind::AddrInUse && addr.port() != 0 =>
+            Err(BrokerError::Bind { cause, .. })
+                if cause.kind() == std::io::ErrorKind::AddrInUse && addr.port() != 0 =>
             {
                 addr.set_port(addr.port().saturating_add(1));
             }

@@ -66,6 +66,9 @@ pub struct DetectArgs {
     /// Print the tutorial's lines (`Received message | ...`, `--AUTHORIZED-- ...`) for every event.
     #[arg(long, env = "VERITAS_SEED_OUTPUT")]
     pub seed_output: bool,
+    /// Serve Prometheus metrics at `http://ADDR/metrics`.
+    #[arg(long, env = "VERITAS_METRICS_LISTEN")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 impl DetectArgs {
@@ -135,6 +138,21 @@ pub fn run(args: DetectArgs) -> anyhow::Result<()> {
     ensure_topics(&settings.client, &settings.topics, args.partitions)?;
     let registry = prometheus::Registry::new();
     let metrics = DetectorMetrics::new(&registry)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (metrics_stop, metrics_task) = runtime.block_on(super::broker::spawn_metrics(
+        args.metrics_listen,
+        registry.clone(),
+    ))?;
+    // The endpoint's server runs on its own thread alongside the detector loop.
+    let metrics_thread = std::thread::Builder::new()
+        .name("metrics".into())
+        .spawn(move || {
+            if let Some(t) = metrics_task {
+                let _ = runtime.block_on(t);
+            }
+        })?;
     if !args.seed_output {
         eprintln!(
             "veritas detect: group {} on {} → {} (model: {})",
@@ -147,7 +165,10 @@ pub fn run(args: DetectArgs) -> anyhow::Result<()> {
                 .map_or("rules only", |m| m.version())
         );
     }
-    let summary = detector::run(settings, metrics, Arc::new(NoObserver), &stop)?;
+    let summary = detector::run(settings, metrics, Arc::new(NoObserver), &stop);
+    let _ = metrics_stop.send(());
+    let _ = metrics_thread.join();
+    let summary = summary?;
     eprintln!(
         "processed {} event(s): {} decision(s), {} dead letter(s), {} checkpoint(s)",
         summary.events, summary.decisions, summary.dead_letters, summary.checkpoints

@@ -80,5 +80,5 @@
 pub mod server;
 pub mod stats;
 
-pub use server::{bind_next_free, serve};
+pub use server::{bind_next_free, serve, serve_metrics};
 pub use stats::{BrokerMode, BrokerView, DecisionView, InfoView, LiveStats};

@@ -72,6 +72,30 @@ where
         .await
 }
 
+/// Serves only `/metrics` (Prometheus text from `registry`) and `/healthz` until `shutdown`
+/// completes: what `veritas broker` and `veritas detect` expose with `--metrics-listen`.
+pub async fn serve_metrics<F>(
+    listener: TcpListener,
+    registry: prometheus::Registry,
+    shutdown: F,
+) -> io::Result<()>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let app = Router::new()
+        .route("/metrics", get(registry_metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
+        .with_state(registry);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn registry_metrics(State(registry): State<prometheus::Registry>) -> Response {
+    encode_metrics(&registry)
+}
+
 fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(index))
@@ -157,8 +181,12 @@ async fn events(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
+    encode_metrics(&state.registry)
+}
+
+fn encode_metrics(registry: &prometheus::Registry) -> Response {
     let encoder = TextEncoder::new();
-    match encoder.encode_to_string(&state.registry.gather()) {
+    match encoder.encode_to_string(&registry.gather()) {
         Ok(body) => (
             [(header::CONTENT_TYPE, encoder.format_type().to_owned())],
             body,

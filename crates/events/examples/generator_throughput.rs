@@ -1,7 +1,7 @@
 //! Generator throughput without criterion, for quick checks on a busy machine (compare
 //! with the process's CPU time, e.g. under `perf stat` or `/usr/bin/time`).
 //!
-//! `cargo run --release -p veritas-events --example throughput -- [events] [customers] [json]`
+//! `cargo run --release -p veritas-events --example generator_throughput -- [events] [customers] [json]`
 
 use std::hint::black_box;
 use std::time::Instant;
