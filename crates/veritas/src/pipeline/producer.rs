@@ -25,6 +25,7 @@ use parking_lot::Mutex;
 use prometheus::{Histogram as PromHistogram, HistogramOpts, IntCounter, Registry};
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::ClientContext;
@@ -157,18 +158,20 @@ struct Deliveries {
 impl ClientContext for Deliveries {}
 
 impl ProducerContext for Deliveries {
-    type DeliveryOpaque = Box<Instant>;
+    type DeliveryOpaque = ();
 
-    fn delivery(&self, result: &DeliveryResult<'_>, sent_at: Box<Instant>) {
+    /// Delivery latency is measured from the record's timestamp, set by librdkafka when the
+    /// record was queued (millisecond resolution, no allocation per record).
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
         match result {
-            Ok(_) => {
-                let elapsed = sent_at.elapsed();
+            Ok(m) => {
+                let queued_ms = m.timestamp().to_millis().unwrap_or(0);
+                let elapsed_ms = (now_ms() - queued_ms).max(0) as u64;
                 self.metrics.sent.inc();
-                self.metrics.delivery_seconds.observe(elapsed.as_secs_f64());
-                let _ = self
-                    .latency
-                    .lock()
-                    .record((elapsed.as_micros() as u64).max(1));
+                self.metrics
+                    .delivery_seconds
+                    .observe(elapsed_ms as f64 / 1000.0);
+                let _ = self.latency.lock().record(elapsed_ms.max(1) * 1000);
             }
             Err((e, _)) => {
                 self.metrics.failed.inc();
@@ -216,19 +219,18 @@ pub fn run(
         .context("creating the Kafka producer")?;
 
     let skipped = Arc::new(AtomicU64::new(0));
-    let mut events: Box<dyn Iterator<Item = anyhow::Result<LabelledTransaction>>> = match &settings
-        .source
-    {
-        Source::Generator(cfg) => {
-            let generator = Generator::new(cfg.clone()).context("configuring the generator")?;
-            Box::new(generator.map(Ok))
-        }
-        Source::File { path, .. } => {
-            let reader = veritas_events::io::LabelledReader::open(path)
-                .with_context(|| format!("opening {}", path.display()))?;
-            let path = path.clone();
-            let skipped = skipped.clone();
-            Box::new(reader.filter_map(move |(line, r)| match r {
+    let events: Box<dyn Iterator<Item = anyhow::Result<LabelledTransaction>> + Send> =
+        match &settings.source {
+            Source::Generator(cfg) => {
+                let generator = Generator::new(cfg.clone()).context("configuring the generator")?;
+                Box::new(generator.map(Ok))
+            }
+            Source::File { path, .. } => {
+                let reader = veritas_events::io::LabelledReader::open(path)
+                    .with_context(|| format!("opening {}", path.display()))?;
+                let path = path.clone();
+                let skipped = skipped.clone();
+                Box::new(reader.filter_map(move |(line, r)| match r {
                 Ok(e) => Some(Ok(e)),
                 Err(e) if e.is_per_event() => {
                     tracing::warn!(file = %path.display(), line, error = %e, "skipping invalid line");
@@ -237,87 +239,87 @@ pub fn run(
                 }
                 Err(e) => Some(Err(anyhow::Error::new(e).context(format!("reading {} at line {line}", path.display())))),
             }))
-        }
-    };
+            }
+        };
 
     let started = Instant::now();
     let mut queued = 0u64;
     let mut frauds = 0u64;
-    let mut value = Vec::with_capacity(1024);
     let mut first_event_ms: Option<i64> = None;
     let speed = match &settings.source {
         Source::File { speed, .. } => *speed,
         Source::Generator(_) => None,
     };
-    while !stop.load(Ordering::Relaxed) {
-        if settings.count.is_some_and(|n| queued >= n) {
-            break;
-        }
-        if settings.duration.is_some_and(|d| started.elapsed() >= d) {
-            break;
-        }
-        let Some(event) = events.next() else { break };
-        let event = event?;
-        // Pacing: by event time for a replay at a given speed, else by the rate.
-        if let Some(speed) = speed.filter(|s| *s > 0.0) {
-            let t = event.tx.timestamp.timestamp_millis();
-            let t0 = *first_event_ms.get_or_insert(t);
-            let due = started + Duration::from_secs_f64(((t - t0).max(0) as f64 / 1000.0) / speed);
-            sleep_until(due, stop);
-        } else if settings.rate > 0.0 {
-            let due = started + Duration::from_secs_f64(queued as f64 / settings.rate);
-            sleep_until(due, stop);
-        }
-        value.clear();
-        match settings.format {
-            Format::Transaction => veritas_events::encode_event_into(&event.tx, &mut value),
-            Format::Bankaccount => {
-                let b = BankAccount {
-                    first_name: event.tx.first_name.clone().unwrap_or_default(),
-                    last_name: event.tx.last_name.clone().unwrap_or_default(),
-                    credit_card_number: event.tx.card_number.clone(),
-                    amount: event.tx.amount,
-                };
-                serde_json::to_writer(&mut value, &b)?;
-            }
-        }
-        let mut headers = OwnedHeaders::new_with_capacity(2).insert(Header {
-            key: LABEL_HEADER,
-            value: Some(if event.label.is_fraud { "1" } else { "0" }),
-        });
-        if let Some(s) = &event.label.scenario {
-            headers = headers.insert(Header {
-                key: SCENARIO_HEADER,
-                value: Some(s.as_str()),
-            });
-        }
-        if event.label.is_fraud {
-            frauds += 1;
-        }
-        let mut record = BaseRecord::with_opaque_to(&settings.topic, Box::new(Instant::now()))
-            .payload(&value)
-            .headers(headers);
-        if settings.key == KeyMode::Card {
-            record = record.key(&event.tx.card_number);
-        }
-        let mut record = Some(record);
-        while let Some(r) = record.take() {
-            match producer.send(r) {
-                Ok(()) => {}
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                    std::thread::sleep(Duration::from_millis(1));
-                    record = Some(r);
+    // Two stages on two threads: one generates and encodes events in batches, this one paces
+    // them and hands them to librdkafka. Either alone costs about as much as the other.
+    let format = settings.format;
+    let limit = settings.count;
+    let (batches, incoming) = std::sync::mpsc::sync_channel::<anyhow::Result<Vec<Prepared>>>(8);
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        let preparer = scope.spawn(move || prepare(events, format, limit, stop, batches));
+        'send: for batch in incoming.iter() {
+            for event in batch? {
+                if stop.load(Ordering::Relaxed)
+                    || settings.duration.is_some_and(|d| started.elapsed() >= d)
+                {
+                    break 'send;
                 }
-                Err((e, _)) => bail!("producing to {}: {e}", settings.topic),
+                // Pacing: by event time for a replay at a given speed, else by the rate.
+                if let Some(speed) = speed.filter(|s| *s > 0.0) {
+                    let t0 = *first_event_ms.get_or_insert(event.event_ms);
+                    let due = started
+                        + Duration::from_secs_f64(
+                            ((event.event_ms - t0).max(0) as f64 / 1000.0) / speed,
+                        );
+                    sleep_until(due, stop);
+                } else if settings.rate > 0.0 {
+                    let due = started + Duration::from_secs_f64(queued as f64 / settings.rate);
+                    sleep_until(due, stop);
+                }
+                let mut headers = OwnedHeaders::new_with_capacity(2).insert(Header {
+                    key: LABEL_HEADER,
+                    value: Some(if event.fraud { "1" } else { "0" }),
+                });
+                if let Some(s) = &event.scenario {
+                    headers = headers.insert(Header {
+                        key: SCENARIO_HEADER,
+                        value: Some(s.as_str()),
+                    });
+                }
+                if event.fraud {
+                    frauds += 1;
+                }
+                let mut record = BaseRecord::with_opaque_to(&settings.topic, ())
+                    .payload(&event.value)
+                    .headers(headers);
+                if settings.key == KeyMode::Card {
+                    record = record.key(&event.card);
+                }
+                let mut record = Some(record);
+                while let Some(r) = record.take() {
+                    match producer.send(r) {
+                        Ok(()) => {}
+                        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                            producer.poll(Duration::from_millis(1));
+                            record = Some(r);
+                        }
+                        Err((e, _)) => bail!("producing to {}: {e}", settings.topic),
+                    }
+                }
+                queued += 1;
+                if let Some(f) = on_queued {
+                    if queued.is_multiple_of(1000) {
+                        f(queued);
+                    }
+                }
             }
         }
-        queued += 1;
-        if let Some(f) = on_queued {
-            if queued.is_multiple_of(1000) {
-                f(queued);
-            }
-        }
-    }
+        // Ends the preparer if it is still producing (stop, duration): it sees the channel closed.
+        drop(incoming);
+        preparer
+            .join()
+            .map_err(|_| anyhow::anyhow!("the event preparer panicked"))?
+    })?;
     if let Some(f) = on_queued {
         f(queued);
     }
@@ -342,6 +344,68 @@ pub fn run(
     })
 }
 
+/// One event ready to send.
+struct Prepared {
+    card: String,
+    value: Vec<u8>,
+    fraud: bool,
+    scenario: Option<String>,
+    event_ms: i64,
+}
+
+/// The first stage: generates (or reads) events and encodes them, in batches.
+fn prepare(
+    mut events: Box<dyn Iterator<Item = anyhow::Result<LabelledTransaction>> + Send + '_>,
+    format: Format,
+    limit: Option<u64>,
+    stop: &AtomicBool,
+    out: std::sync::mpsc::SyncSender<anyhow::Result<Vec<Prepared>>>,
+) -> anyhow::Result<()> {
+    const BATCH: usize = 512;
+    let mut made = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let mut batch = Vec::with_capacity(BATCH);
+        while batch.len() < BATCH && limit.is_none_or(|n| made < n) {
+            let Some(event) = events.next() else { break };
+            let event = match event {
+                Ok(e) => e,
+                Err(e) => {
+                    let _ = out.send(Err(e));
+                    return Ok(());
+                }
+            };
+            let mut value = Vec::with_capacity(512);
+            match format {
+                Format::Transaction => veritas_events::encode_event_into(&event.tx, &mut value),
+                Format::Bankaccount => {
+                    let b = BankAccount {
+                        first_name: event.tx.first_name.clone().unwrap_or_default(),
+                        last_name: event.tx.last_name.clone().unwrap_or_default(),
+                        credit_card_number: event.tx.card_number.clone(),
+                        amount: event.tx.amount,
+                    };
+                    serde_json::to_writer(&mut value, &b)?;
+                }
+            }
+            made += 1;
+            batch.push(Prepared {
+                event_ms: event.tx.timestamp.timestamp_millis(),
+                card: event.tx.card_number,
+                value,
+                fraud: event.label.is_fraud,
+                scenario: event.label.scenario,
+            });
+        }
+        if batch.is_empty() {
+            return Ok(()); // source exhausted or count reached
+        }
+        if out.send(Ok(batch)).is_err() {
+            return Ok(()); // the sender stopped
+        }
+    }
+    Ok(())
+}
+
 fn sleep_until(due: Instant, stop: &AtomicBool) {
     loop {
         let now = Instant::now();
@@ -350,6 +414,12 @@ fn sleep_until(due: Instant, stop: &AtomicBool) {
         }
         std::thread::sleep((due - now).min(Duration::from_millis(100)));
     }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// A shared stop flag.
