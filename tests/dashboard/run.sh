@@ -57,6 +57,18 @@ status=0
 node "$here/check.mjs" "$url" "$out" --timeout-secs 180 >"$work/check.out" 2>&1 || status=$?
 cat "$work/check.out"
 
+# /metrics on the same server: Prometheus text carrying the broker's, the producer's and the
+# detector's metrics, with counters that moved.
+metrics=$(curl -fsS "${url%/}/metrics" || true)
+for family in veritas_broker_requests_total veritas_broker_records_in_total \
+  veritas_producer_sent_total veritas_detector_events_total veritas_detector_decisions_total; do
+  value=$(printf '%s\n' "$metrics" | awk -v f="$family" '$1 ~ "^"f"({|$)" { s += $2 } END { print s + 0 }')
+  if ! awk -v v="$value" 'BEGIN { exit !(v > 0) }'; then
+    echo "FAIL /metrics: $family missing or zero"; status=1
+  fi
+done
+(( status == 0 )) && echo "PASS /metrics carries broker, producer and detector counters"
+
 kill -INT "$demo_pid"
 demo_status=0
 wait "$demo_pid" || demo_status=$?
