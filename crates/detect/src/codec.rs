@@ -6,6 +6,10 @@
 
 use crate::error::DecodeError;
 
+/// Largest magnitude of a stored time, in ms since the epoch (2^53: beyond chrono's year
+/// 262143, so every real event time fits; differences of two such times never overflow).
+pub(crate) const MAX_ABS_TIME_MS: i64 = 1 << 53;
+
 /// Appends values to a byte buffer.
 #[derive(Debug, Default)]
 pub(crate) struct Writer {
@@ -122,6 +126,18 @@ impl<'a> Reader<'a> {
 
     pub(crate) fn i64(&mut self) -> Result<i64, DecodeError> {
         Ok(i64::from_le_bytes(self.array()?))
+    }
+
+    /// A time in ms: `i64::MIN` (the engine's "never") or within ±[`MAX_ABS_TIME_MS`]. A larger
+    /// one can only come from corrupt or hostile state, and would overflow the engine's time
+    /// differences (found by the `detector_state` fuzz target).
+    pub(crate) fn ms(&mut self) -> Result<i64, DecodeError> {
+        let v = self.i64()?;
+        if v == i64::MIN || v.unsigned_abs() <= MAX_ABS_TIME_MS.unsigned_abs() {
+            Ok(v)
+        } else {
+            Err(DecodeError::Invalid("time out of range"))
+        }
     }
 
     pub(crate) fn f32(&mut self) -> Result<f32, DecodeError> {

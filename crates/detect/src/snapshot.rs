@@ -142,8 +142,8 @@ impl Engine {
                 supported: CLOCK_VERSION,
             });
         }
-        self.watermark = r.i64()?;
-        self.next_sweep = r.i64()?;
+        self.watermark = r.ms()?;
+        self.next_sweep = r.i64()?; // only compared, never subtracted
         self.stats = decode_stats(r)?;
         Ok(())
     }

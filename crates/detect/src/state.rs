@@ -17,12 +17,10 @@ pub const MAX_MERCHANTS_PER_CARD: usize = 32;
 pub const MAX_CATEGORIES_PER_CARD: usize = 16;
 /// Distinct countries remembered per card.
 pub const MAX_COUNTRIES_PER_CARD: usize = 8;
-/// Merchant ring horizon (1 hour) in milliseconds.
-pub(crate) const MERCHANT_HORIZON_MS: i64 = 3_600_000;
-/// Most recent events remembered per merchant; merchant hourly counts saturate here.
-pub const MAX_RECENT_PER_MERCHANT: usize = 128;
-/// Time constant of the merchant's decayed shares and activity (24 h), milliseconds.
+/// Time constant of the merchant's recent (fast) decayed shares and activity (24 h), ms.
 pub(crate) const MERCHANT_TAU_MS: f64 = 24.0 * 3_600_000.0;
+/// Time constant of the merchant's baseline (slow) decayed sums (14 days), ms.
+pub(crate) const MERCHANT_BASELINE_TAU_MS: f64 = 14.0 * 24.0 * 3_600_000.0;
 
 /// Running mean and variance (Welford).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -161,7 +159,7 @@ pub(crate) struct CardState {
 }
 
 const CARD_RECORD_VERSION: u8 = 3;
-const MERCHANT_RECORD_VERSION: u8 = 2;
+const MERCHANT_RECORD_VERSION: u8 = 3;
 
 impl CardState {
     /// Approximate heap + inline bytes used by this card's state.
@@ -242,8 +240,8 @@ impl CardState {
                 supported: CARD_RECORD_VERSION,
             });
         }
-        let first_ms = r.i64()?;
-        let last_ms = r.i64()?;
+        let first_ms = r.ms()?;
+        let last_ms = r.ms()?;
         let count = r.u64()?;
         let amount = Welford::decode(r)?;
         let log_amount = Welford::decode(r)?;
@@ -253,7 +251,7 @@ impl CardState {
         let mut prev = i64::MIN;
         for _ in 0..n {
             let e = Recent {
-                ms: r.i64()?,
+                ms: r.ms()?,
                 amount: r.f32()?,
                 merchant: r.u32()?,
             };
@@ -266,7 +264,7 @@ impl CardState {
         let last_loc = match r.u8()? {
             0 => None,
             1 => Some(Located {
-                ms: r.i64()?,
+                ms: r.ms()?,
                 lat: r.f64()?,
                 lon: r.f64()?,
             }),
@@ -315,7 +313,7 @@ impl CardState {
             countries,
             night: r.u64()?,
             micro: r.u64()?,
-            last_jump_ms: r.i64()?,
+            last_jump_ms: r.ms()?,
             hour_sin: r.f64()?,
             hour_cos: r.f64()?,
             hour_blocks: {
@@ -388,105 +386,83 @@ impl CardState {
 }
 
 /// Everything the engine remembers about one merchant (or terminal).
+///
+/// Only sums that scale with the merchant's traffic are kept, so that every feature built
+/// from them is a ratio of two such sums: an engine that sees a random share of the
+/// merchant's cards (one Kafka partition) estimates the same values as one that sees all.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub(crate) struct MerchantState {
     pub(crate) count: u64,
     pub(crate) first_ms: i64,
     pub(crate) last_ms: i64,
     pub(crate) log_amount: Welford,
-    /// (time, card key) of the last hour, ascending by time.
-    pub(crate) recent: VecDeque<(i64, u32)>,
     /// Time the decayed sums below were last brought up to date.
     pub(crate) decay_ms: i64,
-    pub(crate) activity: f64,
-    pub(crate) new_card: f64,
-    pub(crate) high_amount: f64,
-    pub(crate) micro: f64,
-    /// Decayed count of transactions far above the merchant's own amounts (z >= 1.5).
-    pub(crate) anomalous: f64,
-    /// Decayed sum of the category amount z-scores of the merchant's transactions …
-    pub(crate) cat_z_sum: f64,
-    /// … and decayed count of the transactions that had one.
-    pub(crate) cat_z_n: f64,
-    /// Decayed sum of the merchant amount z-scores of its transactions …
-    pub(crate) own_z_sum: f64,
-    /// … and decayed count of the transactions that had one.
-    pub(crate) own_z_n: f64,
-    /// Decayed count of first visits by a card with an amount above the category norm.
-    pub(crate) suspect: f64,
+    /// Recent (24 h time constant) decayed sums.
+    pub(crate) fast: MerchantSums,
+    /// Baseline (14 day time constant) decayed sums.
+    pub(crate) slow: MerchantSums,
     pub(crate) dirty: bool,
 }
 
-impl MerchantState {
-    /// Approximate heap + inline bytes used by this merchant's state.
-    pub(crate) fn approx_bytes(&self) -> usize {
-        std::mem::size_of::<Self>() + self.recent.capacity() * 16
+/// Exponentially decayed sums over a merchant's transactions.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub(crate) struct MerchantSums {
+    /// Transactions.
+    pub(crate) activity: f64,
+    /// First visits by a card.
+    pub(crate) new_card: f64,
+    /// Amounts far above the card's own mean.
+    pub(crate) high_amount: f64,
+    /// Micro amounts.
+    pub(crate) micro: f64,
+    /// Amounts far above the merchant's own (z >= 1.5).
+    pub(crate) anomalous: f64,
+    /// Sum of the category amount z-scores …
+    pub(crate) cat_z_sum: f64,
+    /// … and count of the transactions that had one.
+    pub(crate) cat_z_n: f64,
+    /// Sum of the merchant amount z-scores …
+    pub(crate) own_z_sum: f64,
+    /// … and count of the transactions that had one.
+    pub(crate) own_z_n: f64,
+    /// First visits by a card with an amount above the category norm.
+    pub(crate) suspect: f64,
+}
+
+impl MerchantSums {
+    fn scale(&mut self, k: f64) {
+        self.activity *= k;
+        self.new_card *= k;
+        self.high_amount *= k;
+        self.micro *= k;
+        self.anomalous *= k;
+        self.cat_z_sum *= k;
+        self.cat_z_n *= k;
+        self.own_z_sum *= k;
+        self.own_z_n *= k;
+        self.suspect *= k;
     }
 
-    /// Decay factor to bring the decayed sums from `decay_ms` to `ms`.
-    pub(crate) fn decay_factor(&self, ms: i64) -> f64 {
-        let dt = ms.saturating_sub(self.decay_ms);
-        if dt <= 0 {
-            1.0
-        } else {
-            (-(dt as f64) / MERCHANT_TAU_MS).exp()
+    fn encode(&self, w: &mut Writer) {
+        for v in [
+            self.activity,
+            self.new_card,
+            self.high_amount,
+            self.micro,
+            self.anomalous,
+            self.cat_z_sum,
+            self.cat_z_n,
+            self.own_z_sum,
+            self.own_z_n,
+            self.suspect,
+        ] {
+            w.f64(v);
         }
     }
 
-    pub(crate) fn encode(&self, w: &mut Writer) {
-        w.u8(MERCHANT_RECORD_VERSION);
-        w.u64(self.count);
-        w.i64(self.first_ms);
-        w.i64(self.last_ms);
-        self.log_amount.encode(w);
-        w.len(self.recent.len());
-        for &(ms, card) in &self.recent {
-            w.i64(ms);
-            w.u32(card);
-        }
-        w.i64(self.decay_ms);
-        w.f64(self.activity);
-        w.f64(self.new_card);
-        w.f64(self.high_amount);
-        w.f64(self.micro);
-        w.f64(self.anomalous);
-        w.f64(self.cat_z_sum);
-        w.f64(self.cat_z_n);
-        w.f64(self.own_z_sum);
-        w.f64(self.own_z_n);
-        w.f64(self.suspect);
-    }
-
-    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        let version = r.u8()?;
-        if version != MERCHANT_RECORD_VERSION {
-            return Err(DecodeError::UnsupportedVersion {
-                found: version,
-                supported: MERCHANT_RECORD_VERSION,
-            });
-        }
-        let count = r.u64()?;
-        let first_ms = r.i64()?;
-        let last_ms = r.i64()?;
-        let log_amount = Welford::decode(r)?;
-        let n = r.len(MAX_RECENT_PER_MERCHANT, "merchant recent events")?;
-        let mut recent = VecDeque::with_capacity(n);
-        let mut prev = i64::MIN;
-        for _ in 0..n {
-            let ms = r.i64()?;
-            if ms < prev {
-                return Err(DecodeError::Invalid("merchant recent events out of order"));
-            }
-            prev = ms;
-            recent.push_back((ms, r.u32()?));
-        }
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         Ok(Self {
-            count,
-            first_ms,
-            last_ms,
-            log_amount,
-            recent,
-            decay_ms: r.i64()?,
             activity: r.f64()?,
             new_card: r.f64()?,
             high_amount: r.f64()?,
@@ -497,21 +473,69 @@ impl MerchantState {
             own_z_sum: r.f64()?,
             own_z_n: r.f64()?,
             suspect: r.f64()?,
-            dirty: false,
         })
     }
+}
 
-    /// Insert `(ms, card)` keeping time order, then prune to one hour and the size cap.
-    pub(crate) fn insert_recent(&mut self, ms: i64, card: u32) {
-        let pos = self.recent.partition_point(|x| x.0 <= ms);
-        self.recent.insert(pos, (ms, card));
-        let cutoff = self.last_ms.saturating_sub(MERCHANT_HORIZON_MS);
-        while self.recent.front().is_some_and(|x| x.0 <= cutoff) {
-            self.recent.pop_front();
+impl MerchantState {
+    /// Approximate bytes used by this merchant's state.
+    pub(crate) fn approx_bytes(&self) -> usize {
+        std::mem::size_of::<Self>()
+    }
+
+    /// Decay factors (recent, baseline) to bring the sums from `decay_ms` to `ms`.
+    pub(crate) fn decay_factors(&self, ms: i64) -> (f64, f64) {
+        let dt = ms.saturating_sub(self.decay_ms);
+        if dt <= 0 {
+            (1.0, 1.0)
+        } else {
+            let dt = dt as f64;
+            (
+                (-dt / MERCHANT_TAU_MS).exp(),
+                (-dt / MERCHANT_BASELINE_TAU_MS).exp(),
+            )
         }
-        while self.recent.len() > MAX_RECENT_PER_MERCHANT {
-            self.recent.pop_front();
+    }
+
+    /// Bring the decayed sums up to `ms` (no-op for earlier times).
+    pub(crate) fn decay_to(&mut self, ms: i64) {
+        if ms > self.decay_ms {
+            let (kf, ks) = self.decay_factors(ms);
+            self.fast.scale(kf);
+            self.slow.scale(ks);
+            self.decay_ms = ms;
         }
+    }
+
+    pub(crate) fn encode(&self, w: &mut Writer) {
+        w.u8(MERCHANT_RECORD_VERSION);
+        w.u64(self.count);
+        w.i64(self.first_ms);
+        w.i64(self.last_ms);
+        self.log_amount.encode(w);
+        w.i64(self.decay_ms);
+        self.fast.encode(w);
+        self.slow.encode(w);
+    }
+
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let version = r.u8()?;
+        if version != MERCHANT_RECORD_VERSION {
+            return Err(DecodeError::UnsupportedVersion {
+                found: version,
+                supported: MERCHANT_RECORD_VERSION,
+            });
+        }
+        Ok(Self {
+            count: r.u64()?,
+            first_ms: r.i64()?,
+            last_ms: r.i64()?,
+            log_amount: Welford::decode(r)?,
+            decay_ms: r.i64()?,
+            fast: MerchantSums::decode(r)?,
+            slow: MerchantSums::decode(r)?,
+            dirty: false,
+        })
     }
 }
 
