@@ -33,4 +33,6 @@ pub mod detector_crash;
 #[cfg(feature = "torture")]
 pub mod process;
 #[cfg(feature = "torture")]
+pub mod seeds;
+#[cfg(feature = "torture")]
 pub mod torn;

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use veritas_reliability::{broker_torture, detector_crash, process, targets, torn};
+use veritas_reliability::{broker_torture, detector_crash, process, seeds, torn};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -95,11 +95,17 @@ enum Cmd {
         #[arg(long)]
         report: Option<PathBuf>,
     },
-    /// Writes the seed corpora of the fuzz targets that are generated from code.
+    /// Writes the seed corpora of the fuzz targets (`fuzz/corpus/<target>/seed-*`).
     FuzzSeeds {
-        /// The corpus root (`fuzz/corpus`).
+        /// The corpus root.
         #[arg(long, default_value = "fuzz/corpus")]
         out: PathBuf,
+        /// The sarama request vectors of the legacy crate.
+        #[arg(long, default_value = "crates/legacy/tests/data/sarama-1.22.1")]
+        legacy_data: PathBuf,
+        /// Also take record batches (every codec) from this broker data directory.
+        #[arg(long)]
+        from_data: Option<PathBuf>,
     },
 }
 
@@ -189,14 +195,23 @@ fn main() -> anyhow::Result<()> {
             let ok = r.ok();
             emit(&r, report.as_ref(), ok)
         }
-        Cmd::FuzzSeeds { out } => {
-            let dir = out.join("request_frame");
-            std::fs::create_dir_all(&dir)?;
-            let seeds = targets::request_seeds();
-            for (name, frame) in &seeds {
-                std::fs::write(dir.join(format!("seed-{name}")), frame)?;
+        Cmd::FuzzSeeds {
+            out,
+            legacy_data,
+            from_data,
+        } => {
+            let mut all = seeds::all(&legacy_data)?;
+            if let Some(d) = from_data {
+                all.extend(seeds::from_data_dir(&d, 2)?);
             }
-            println!("wrote {} request seeds to {}", seeds.len(), dir.display());
+            let mut counts = std::collections::BTreeMap::new();
+            for (target, name, bytes) in &all {
+                let dir = out.join(target);
+                std::fs::create_dir_all(&dir)?;
+                std::fs::write(dir.join(format!("seed-{name}")), bytes)?;
+                *counts.entry(*target).or_insert(0) += 1;
+            }
+            println!("wrote seeds to {}: {counts:?}", out.display());
             Ok(())
         }
     }

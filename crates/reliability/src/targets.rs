@@ -171,6 +171,13 @@ fn round_trip<R: Decodable + Encodable + PartialEq + Debug>(mut body: Bytes, ver
     let Ok(req) = R::decode(&mut body, version) else {
         return;
     };
+    // Unknown tagged fields are exempt: kafka-protocol 0.18 accepts tags out of order and tags
+    // above i32::MAX (read back as negative), which its encoder cannot write back (found by
+    // this target; `fuzz/regressions/request_frame/`). The broker ignores unknown tagged
+    // fields and never re-encodes a request, so this is no broker bug.
+    if has_unknown_tagged_fields(&req) {
+        return;
+    }
     let mut buf = BytesMut::new();
     if req.encode(&mut buf, version).is_err() {
         return; // a field this version cannot carry: the broker never re-encodes requests
@@ -180,6 +187,13 @@ fn round_trip<R: Decodable + Encodable + PartialEq + Debug>(mut body: Bytes, ver
         Ok(back) => assert_eq!(back, req, "request changed through encode/decode"),
         Err(e) => panic!("a re-encoded request does not decode: {e}"),
     }
+}
+
+/// Whether a decoded message (or any structure in it) kept unknown tagged fields.
+fn has_unknown_tagged_fields(m: &impl Debug) -> bool {
+    let text = format!("{m:?}");
+    text.match_indices("unknown_tagged_fields: {")
+        .any(|(i, pat)| !text[i + pat.len()..].starts_with('}'))
 }
 
 /// Every request the broker advertises, at every version, as a complete frame payload (header

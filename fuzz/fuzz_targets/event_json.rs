@@ -1,0 +1,4 @@
+//! cargo-fuzz target: see `veritas_reliability::targets::event_json`.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| veritas_reliability::targets::event_json(data));
