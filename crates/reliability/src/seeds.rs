@@ -216,7 +216,7 @@ pub fn from_data_dir(data_dir: &Path, per_codec: usize) -> anyhow::Result<Vec<Se
                 stack.push(p);
                 continue;
             }
-            if !p.extension().is_some_and(|x| x == "log") {
+            if p.extension().is_none_or(|x| x != "log") {
                 continue;
             }
             let bytes = std::fs::read(&p)?;
