@@ -68,11 +68,7 @@ pub fn run(args: ConsumeArgs) -> anyhow::Result<()> {
         open_partitions = tpl.count();
         consumer.assign(&tpl)?;
     }
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    {
-        let stop = stop.clone();
-        let _ = ctrlc_flag(stop);
-    }
+    let stop = super::signals::stop_flag("stopping")?;
     let mut seen = 0u64;
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
         if args.count.is_some_and(|n| seen >= n) {
@@ -118,21 +114,5 @@ pub fn run(args: ConsumeArgs) -> anyhow::Result<()> {
             }
         }
     }
-    Ok(())
-}
-
-/// Sets `flag` on SIGINT/SIGTERM (best effort: the process exits normally at the next poll).
-fn ctrlc_flag(flag: std::sync::Arc<std::sync::atomic::AtomicBool>) -> anyhow::Result<()> {
-    std::thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || {
-            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                let _ = rt.block_on(super::broker::wait_for_signal());
-                flag.store(true, std::sync::atomic::Ordering::Relaxed);
-            }
-        })?;
     Ok(())
 }

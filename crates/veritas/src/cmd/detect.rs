@@ -2,7 +2,6 @@
 //! the input topic's partitions; state follows partitions across restarts and rebalances.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -118,22 +117,7 @@ pub fn load_model(path: &std::path::Path) -> anyhow::Result<Model> {
 /// Runs `veritas detect` until SIGINT/SIGTERM, then drains and exits.
 pub fn run(args: DetectArgs) -> anyhow::Result<()> {
     // Handle SIGINT/SIGTERM from the very start, so a stop request is a clean drain.
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = stop.clone();
-        std::thread::Builder::new()
-            .name("signals".into())
-            .spawn(move || {
-                if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    let _ = rt.block_on(super::broker::wait_for_signal());
-                    tracing::info!("stopping: draining and committing");
-                    stop.store(true, Ordering::Relaxed);
-                }
-            })?;
-    }
+    let stop = super::signals::stop_flag("stopping: draining and committing")?;
     let settings = args.settings()?;
     ensure_topics(&settings.client, &settings.topics, args.partitions)?;
     let registry = prometheus::Registry::new();

@@ -12,5 +12,6 @@ pub mod groups;
 pub mod produce;
 pub mod produce_raw;
 pub mod score;
+pub mod signals;
 pub mod topics;
 pub mod train;

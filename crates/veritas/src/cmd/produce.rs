@@ -139,21 +139,7 @@ pub fn run(args: ProduceArgs) -> anyhow::Result<()> {
     let settings = args.settings()?;
     let registry = prometheus::Registry::new();
     let metrics = ProducerMetrics::new(&registry)?;
-    let stop = producer::stop_flag();
-    {
-        let stop = stop.clone();
-        std::thread::Builder::new()
-            .name("signals".into())
-            .spawn(move || {
-                if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    let _ = rt.block_on(super::broker::wait_for_signal());
-                    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-                }
-            })?;
-    }
+    let stop = super::signals::stop_flag("stopping: flushing what was queued")?;
     let bar = if std::io::stderr().is_terminal() {
         let bar = match args.count {
             Some(n) => ProgressBar::new(n),

@@ -421,8 +421,3 @@ fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
 }
-
-/// A shared stop flag.
-pub fn stop_flag() -> Arc<AtomicBool> {
-    Arc::new(AtomicBool::new(false))
-}
