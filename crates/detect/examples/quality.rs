@@ -5,13 +5,19 @@
 //! event order with the trained detector (so card state is warm) and evaluates the events
 //! after `train_days` only.
 //!
-//! `cargo run --release -p veritas-detect --example quality -- [customers] [seed] [days] [train_days]`
+//! Scoring runs like `veritas detect` on a topic of `partitions` partitions (default 6):
+//! one detector per partition, each seeing the events of the cards keyed to it
+//! ([`veritas_detect::partition_of`]). Training replays the history split the same way
+//! (`QUALITY_TRAIN_PARTITIONS` overrides the training split, e.g. `1` to see what a model
+//! trained on one engine does when served by six).
+//!
+//! `cargo run --release -p veritas-detect --example quality -- [customers] [seed] [days] [train_days] [partitions]`
 
 use std::time::Instant;
 
 use veritas_detect::eval::{evaluate, Scored};
 use veritas_detect::training::{replay, train_model, TrainConfig};
-use veritas_detect::{Detector, DetectorConfig};
+use veritas_detect::{partition_of, Detector, DetectorConfig};
 use veritas_events::{Generator, GeneratorConfig};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -20,6 +26,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let seed: u64 = args.next().map(|s| s.parse()).transpose()?.unwrap_or(1);
     let days: u32 = args.next().map(|s| s.parse()).transpose()?.unwrap_or(90);
     let train_days: i64 = args.next().map(|s| s.parse()).transpose()?.unwrap_or(60);
+    let partitions: u32 = args.next().map(|s| s.parse()).transpose()?.unwrap_or(6);
+    let train_partitions: u32 = std::env::var("QUALITY_TRAIN_PARTITIONS")
+        .ok()
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(partitions);
 
     let t = Instant::now();
     let generator = Generator::new(GeneratorConfig {
@@ -40,7 +52,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         t.elapsed().as_secs_f64()
     );
 
-    let config = DetectorConfig::default();
+    let mut config = DetectorConfig::default();
+    config.engine.partitions = train_partitions;
     let t = Instant::now();
     let data = replay(&events[..n_train], &config.engine);
     eprintln!(
@@ -79,16 +92,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         eprintln!("  {name:<28} {:>6.2} %", share * 100.0);
     }
 
-    let mut config = config;
     if let Some(v) = env("RULE_SCALE") {
         config.decision.rule_weight_scale_with_model = v;
     }
-    let mut detector = Detector::new(config, Some(model));
+    config.engine.partitions = partitions;
+    let mut detectors: Vec<Detector> = (0..partitions.max(1))
+        .map(|_| Detector::new(config.clone(), Some(model.clone())))
+        .collect();
     let mut scored = Vec::with_capacity(events.len() - n_train);
     let mut model_only = Vec::with_capacity(events.len() - n_train);
     let mut feats = Vec::with_capacity(events.len() - n_train);
     let t = Instant::now();
     for (i, e) in events.iter().enumerate() {
+        let p = partition_of(&e.tx.card_number, partitions) as usize;
+        let detector = &mut detectors[p];
         let t0 = Instant::now();
         let features = detector.engine_mut().process(&e.tx);
         let a = detector.assess_features(features);
@@ -114,16 +131,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         events.len(),
         t.elapsed().as_secs_f64()
     );
-    let mem = detector.engine().memory();
+    let (cards, merchants, card_bytes) = detectors.iter().fold((0, 0, 0), |acc, d| {
+        let m = d.engine().memory();
+        (acc.0 + m.cards, acc.1 + m.merchants, acc.2 + m.card_bytes)
+    });
     eprintln!(
-        "state: {} cards, {} merchants, {:.0} bytes/card",
-        mem.cards,
-        mem.merchants,
-        mem.card_bytes as f64 / mem.cards.max(1) as f64
+        "state over {} engines (trained on {train_partitions}): {cards} cards, {merchants} merchant entries, {:.0} bytes/card",
+        detectors.len(),
+        card_bytes as f64 / cards.max(1) as f64
     );
     let n_test = scored.len() as u64;
     if std::env::var_os("QUALITY_DIAG").is_some() {
-        diagnose(&events[n_train..], &scored, &feats);
+        diagnose(&events[n_train..], &scored, &feats, partitions);
     }
     let m = evaluate(&model_only, n_test);
     println!(
@@ -131,7 +150,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         m.average_precision, m.roc_auc, m.recall_at_p90
     );
     println!(
-        "model + rules (test period: days {}..{}):",
+        "model + rules (test period: days {}..{}, {partitions} partition engines, trained on {train_partitions}):",
         train_days + 1,
         days
     );
@@ -145,6 +164,7 @@ fn diagnose(
     events: &[veritas_events::LabelledTransaction],
     scored: &[Scored],
     feats: &[veritas_detect::Features],
+    partitions: u32,
 ) {
     use veritas_detect::Feature as F;
     let show = [
@@ -161,7 +181,8 @@ fn diagnose(
         F::MerchantVelocityRatio,
         F::MerchantNewCardShare,
         F::MerchantRecentCategoryZ,
-        F::MerchantTxCount,
+        F::MerchantSuspectShare,
+        F::MerchantSuspectLift,
     ];
     let want = std::env::var("QUALITY_DIAG").unwrap_or_default();
     use std::collections::{BTreeMap, HashMap};
@@ -173,6 +194,11 @@ fn diagnose(
     let mut last_fraud: HashMap<&str, i64> = HashMap::new();
     let mut table: BTreeMap<(String, bool), (u32, u32)> = BTreeMap::new();
     let mut fp_total = 0u32;
+    // Merchant-level scenarios: recall by how many frauds at the same merchant this
+    // partition's engine (and all engines together) had seen before.
+    let mut at_merchant: HashMap<(&str, u32), u32> = HashMap::new();
+    let mut at_merchant_all: HashMap<&str, u32> = HashMap::new();
+    let mut by_prior: BTreeMap<(u32, u32), (u32, u32)> = BTreeMap::new();
     for (i, (e, s)) in events.iter().zip(scored).enumerate() {
         let t = e.tx.timestamp.timestamp_millis();
         if e.label.is_fraud {
@@ -206,6 +232,19 @@ fn diagnose(
                 );
             }
             last_fraud.insert(e.tx.card_number.as_str(), t);
+            if e.label.scenario.as_deref() == Some("compromised_merchant") {
+                let m = e.tx.merchant_id.as_deref().unwrap_or("");
+                let p = veritas_detect::partition_of(&e.tx.card_number, partitions);
+                let seen = at_merchant.entry((m, p)).or_default();
+                let seen_all = at_merchant_all.entry(m).or_default();
+                let entry = by_prior
+                    .entry(((*seen).min(3), (*seen_all).min(9)))
+                    .or_default();
+                entry.0 += 1;
+                entry.1 += u32::from(s.score >= thr);
+                *seen += 1;
+                *seen_all += 1;
+            }
         } else if s.score >= thr {
             fp_total += 1;
             if want == "fp" && fp_total.is_multiple_of(10) {
@@ -256,6 +295,14 @@ fn diagnose(
                 eprintln!("  {name} {k:<22} missing {miss}/{n} {}", pct(v));
             }
         }
+    }
+    for ((seen, seen_all), (n, hit)) in by_prior {
+        eprintln!(
+            "  compromised_merchant: {seen}{} earlier at the merchant in this partition, {seen_all}{} in all: {n:>5} recall {:.3}",
+            if seen == 3 { "+" } else { "" },
+            if seen_all == 9 { "+" } else { "" },
+            f64::from(hit) / f64::from(n.max(1))
+        );
     }
     for ((name, follow), (n, hit)) in table {
         eprintln!(

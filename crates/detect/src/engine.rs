@@ -9,8 +9,9 @@ use crate::features::{Feature, Features};
 use crate::geo::{haversine_km, valid_point};
 use crate::hash::{key32, key32_upper};
 use crate::state::{
-    merchant24, CardState, Located, MerchantState, Recent, Welford, HORIZON_MS, RECENT_HIGH_AMOUNT,
-    RECENT_NEW_CATEGORY, RECENT_NEW_MERCHANT,
+    merchant24, CardState, Located, MerchantState, MerchantSums, Recent, Welford, HORIZON_MS,
+    MERCHANT_BASELINE_TAU_MS, MERCHANT_TAU_MS, RECENT_HIGH_AMOUNT, RECENT_NEW_CATEGORY,
+    RECENT_NEW_MERCHANT,
 };
 
 /// Amounts strictly below this are "micro" transactions (card-testing probes).
@@ -54,6 +55,13 @@ pub struct EngineConfig {
     /// drives idle eviction). A lone event stamped far in the future then cannot age all
     /// state out; after a real gap the clock catches up one step per event.
     pub max_clock_step_secs: u64,
+    /// How many engines the card space is split over when serving: the Kafka input
+    /// topic's partition count (events are keyed by card number, so each engine sees all
+    /// of its cards' events but only about `1/partitions` of every merchant's). The engine
+    /// itself does not read it; [`crate::training::replay`] replays labelled history
+    /// through this many engines, split by [`crate::partition_of`], so the model is
+    /// trained on merchant-level features as thin as the ones it will be served.
+    pub partitions: u32,
 }
 
 impl Default for EngineConfig {
@@ -64,6 +72,7 @@ impl Default for EngineConfig {
             track_changelog: false,
             max_merchants: 1_000_000,
             max_clock_step_secs: 86_400,
+            partitions: 6,
         }
     }
 }
@@ -348,15 +357,14 @@ impl Engine {
             }
         }
         if let Some(mid) = v.merchant_id {
-            let card_key = key32(&tx.card_number);
             match merchant {
-                Some(m) => apply_merchant(m, &v, &features, card_key),
+                Some(m) => apply_merchant(m, &v, &features),
                 None if merchants_full => {
                     stats.merchants_untracked += 1;
                 }
                 None => {
                     let mut m = MerchantState::default();
-                    apply_merchant(&mut m, &v, &features, card_key);
+                    apply_merchant(&mut m, &v, &features);
                     merchants.insert(mid.to_owned(), m);
                 }
             }
@@ -637,56 +645,8 @@ pub(crate) fn compute(
 
     if v.merchant != 0 {
         match merchant {
-            None => {
-                f.set(F::MerchantTxCount, 0.0);
-                f.set(F::MerchantTx1h, 0.0);
-                f.set(F::MerchantCards1h, 0.0);
-                f.set(F::MerchantActivity24h, 0.0);
-            }
-            Some(m) => {
-                f.set(F::MerchantTxCount, m.count as f64);
-                let mut cards = [0u32; crate::state::MAX_RECENT_PER_MERCHANT];
-                let mut n = 0usize;
-                for &(ms, card_key) in m.recent.iter().rev() {
-                    if ms > t {
-                        continue;
-                    }
-                    if t - ms >= HOUR_MS {
-                        break;
-                    }
-                    if let Some(slot) = cards.get_mut(n) {
-                        *slot = card_key;
-                        n += 1;
-                    }
-                }
-                f.set(F::MerchantTx1h, n as f64);
-                let seen = &mut cards[..n];
-                seen.sort_unstable();
-                let distinct =
-                    seen.windows(2).filter(|w| w[0] != w[1]).count() + usize::from(n > 0);
-                f.set(F::MerchantCards1h, distinct as f64);
-                let activity = m.activity * m.decay_factor(t);
-                f.set(F::MerchantActivity24h, activity);
-                if m.activity > 0.0 {
-                    f.set(F::MerchantNewCardShare, m.new_card / m.activity);
-                    f.set(F::MerchantHighAmountShare, m.high_amount / m.activity);
-                    f.set(F::MerchantMicroShare, m.micro / m.activity);
-                }
-                f.set_opt(F::MerchantAmountZscore, z(v.log_amount, &m.log_amount, 5));
-                if m.activity > 0.0 {
-                    f.set(F::MerchantAnomalyShare, m.anomalous / m.activity);
-                }
-                if m.cat_z_n > 0.0 {
-                    f.set(F::MerchantRecentCategoryZ, m.cat_z_sum / m.cat_z_n);
-                }
-                f.set(F::MerchantSuspect24h, m.suspect * m.decay_factor(t));
-                if m.own_z_n > 0.0 {
-                    f.set(F::MerchantRecentAmountZ, m.own_z_sum / m.own_z_n);
-                }
-                let age_days = (t - m.first_ms).max(0) as f64 / DAY_MS as f64;
-                let daily = m.count as f64 / age_days.max(1.0);
-                f.set(F::MerchantVelocityRatio, (activity + 1.0) / (daily + 1.0));
-            }
+            None => {}
+            Some(m) => merchant_features(&mut f, m, v),
         }
     }
     if let Some(w) = cat {
@@ -779,60 +739,118 @@ fn is_high_amount(f: &Features) -> bool {
         && f.get(Feature::AmountToMean).is_some_and(|r| r > 3.0)
 }
 
+/// The merchant-level features of an event at a merchant the engine knows.
+///
+/// Every value is a ratio of two sums that scale alike with the merchant's traffic (or a
+/// mean, or the merchant's age), so an engine that sees a random share of the merchant's
+/// cards — one Kafka partition's — estimates the same values as one that sees them all.
+fn merchant_features(f: &mut Features, m: &MerchantState, v: &TxView<'_>) {
+    use Feature as F;
+    let t = v.ms;
+    let age_ms = (t - m.first_ms).max(0) as f64;
+    let (kf, ks) = m.decay_factors(t);
+    let (fast, slow) = (&m.fast, &m.slow);
+    if age_ms >= HOUR_MS as f64 && slow.activity > 0.0 {
+        // An exponentially decayed count of events at rate r over an age A has expectation
+        // r·τ·(1 − e^(−A/τ)): divide it out to compare rates.
+        let fast_rate =
+            fast.activity * kf / (MERCHANT_TAU_MS * -(-age_ms / MERCHANT_TAU_MS).exp_m1());
+        let slow_rate = slow.activity * ks
+            / (MERCHANT_BASELINE_TAU_MS * -(-age_ms / MERCHANT_BASELINE_TAU_MS).exp_m1());
+        if slow_rate > 0.0 {
+            f.set(F::MerchantVelocityRatio, fast_rate / slow_rate);
+        }
+    }
+    // The baseline is the slow sums minus the fast ones: weights e^(−a/14 d) − e^(−a/1 d)
+    // are ~0 for the last hours and peak a few days back, so the recent transactions
+    // being judged are (almost) not part of the baseline they are compared with.
+    let older = |x_slow: f64, x_fast: f64| (x_slow * ks - x_fast * kf).max(0.0);
+    let older_activity = older(slow.activity, fast.activity);
+    let has_baseline = older_activity > 1e-9;
+    if fast.activity > 0.0 {
+        let share = |x: f64| x / fast.activity;
+        f.set(F::MerchantNewCardShare, share(fast.new_card));
+        f.set(F::MerchantHighAmountShare, share(fast.high_amount));
+        f.set(F::MerchantMicroShare, share(fast.micro));
+        f.set(F::MerchantAnomalyShare, share(fast.anomalous));
+        f.set(F::MerchantSuspectShare, share(fast.suspect));
+        if has_baseline {
+            let base = |x_slow: f64, x_fast: f64| older(x_slow, x_fast) / older_activity;
+            f.set(
+                F::MerchantBaselineNewCardShare,
+                base(slow.new_card, fast.new_card),
+            );
+            f.set(
+                F::MerchantNewCardLift,
+                share(fast.new_card) - base(slow.new_card, fast.new_card),
+            );
+            f.set(
+                F::MerchantSuspectLift,
+                share(fast.suspect) - base(slow.suspect, fast.suspect),
+            );
+        }
+    }
+    f.set_opt(F::MerchantAmountZscore, z(v.log_amount, &m.log_amount, 5));
+    if fast.cat_z_n > 0.0 {
+        let recent = fast.cat_z_sum / fast.cat_z_n;
+        f.set(F::MerchantRecentCategoryZ, recent);
+        let older_n = older(slow.cat_z_n, fast.cat_z_n);
+        if older_n > 1e-9 {
+            let older_sum = slow.cat_z_sum * ks - fast.cat_z_sum * kf;
+            f.set(F::MerchantCategoryZShift, recent - older_sum / older_n);
+        }
+    }
+    if fast.own_z_n > 0.0 {
+        f.set(F::MerchantRecentAmountZ, fast.own_z_sum / fast.own_z_n);
+    }
+}
+
 /// Fold the event into the merchant's state.
-fn apply_merchant(m: &mut MerchantState, v: &TxView<'_>, f: &Features, card_key: u32) {
+fn apply_merchant(m: &mut MerchantState, v: &TxView<'_>, f: &Features) {
     if m.count == 0 {
         m.first_ms = v.ms;
         m.last_ms = v.ms;
+        m.decay_ms = v.ms;
     } else {
         m.first_ms = m.first_ms.min(v.ms);
         m.last_ms = m.last_ms.max(v.ms);
     }
     m.count += 1;
     m.log_amount.push(v.log_amount);
-    m.insert_recent(v.ms, card_key);
-    if v.ms > m.decay_ms {
-        let k = m.decay_factor(v.ms);
-        m.activity *= k;
-        m.new_card *= k;
-        m.high_amount *= k;
-        m.micro *= k;
-        m.anomalous *= k;
-        m.cat_z_sum *= k;
-        m.cat_z_n *= k;
-        m.own_z_sum *= k;
-        m.own_z_n *= k;
-        m.suspect *= k;
-        m.decay_ms = v.ms;
-    }
-    m.activity += 1.0;
-    if f.get(Feature::MerchantNew) == Some(1.0) {
-        m.new_card += 1.0;
+    m.decay_to(v.ms);
+    // A late event adds its weight as of the sums' time (it cannot be older than that by
+    // more than the lateness bound).
+    let mut add = MerchantSums {
+        activity: 1.0,
+        ..MerchantSums::default()
+    };
+    let new_card = f.get(Feature::MerchantNew) == Some(1.0);
+    if new_card {
+        add.new_card = 1.0;
     }
     if is_high_amount(f) {
-        m.high_amount += 1.0;
+        add.high_amount = 1.0;
     }
     if f.get(Feature::MerchantAmountZscore)
         .is_some_and(|z| z >= 1.5)
     {
-        m.anomalous += 1.0;
+        add.anomalous = 1.0;
     }
     if let Some(z) = f.get(Feature::CategoryAmountZscore) {
-        m.cat_z_sum += f64::from(z);
-        m.cat_z_n += 1.0;
+        add.cat_z_sum = f64::from(z);
+        add.cat_z_n = 1.0;
+        if new_card && z > 0.5 {
+            add.suspect = 1.0;
+        }
     }
     if let Some(z) = f.get(Feature::MerchantAmountZscore) {
-        m.own_z_sum += f64::from(z);
-        m.own_z_n += 1.0;
-    }
-    if f.get(Feature::MerchantNew) == Some(1.0)
-        && f.get(Feature::CategoryAmountZscore)
-            .is_some_and(|z| z > 0.5)
-    {
-        m.suspect += 1.0;
+        add.own_z_sum = f64::from(z);
+        add.own_z_n = 1.0;
     }
     if v.amount < MICRO_AMOUNT {
-        m.micro += 1.0;
+        add.micro = 1.0;
     }
+    m.fast.add(&add);
+    m.slow.add(&add);
     m.dirty = true;
 }

@@ -13,7 +13,7 @@
 use crate::hash::fnv1a64;
 
 /// Bumped whenever a feature's *semantics* change without its name changing.
-pub const FEATURE_SET_VERSION: u32 = 1;
+pub const FEATURE_SET_VERSION: u32 = 2;
 
 macro_rules! features {
     ($( $(#[doc = $doc:literal])* $variant:ident = $name:literal, )*) => {
@@ -141,34 +141,40 @@ features! {
     /// Share of the card's earlier transactions in this 3-hour block of the day (UTC);
     /// missing below 3 transactions. Time-zone independent "usual time for this card".
     HourBlockShare = "hour_block_share",
-    /// Earlier transactions at this merchant (lifetime); missing without merchant.
-    MerchantTxCount = "merchant_tx_count",
-    /// Merchant transactions in the previous hour (all cards); missing without merchant.
-    MerchantTx1h = "merchant_tx_1h",
-    /// Distinct cards at the merchant in the previous hour; missing without merchant.
-    MerchantCards1h = "merchant_cards_1h",
-    /// Merchant activity: transactions with a 24 h exponential decay; missing without merchant.
-    MerchantActivity24h = "merchant_activity_24h",
+    /// The merchant's baseline share of first-visit cards: the share of its transactions
+    /// that were a card's first visit, over the weights `e^(−age/14 d) − e^(−age/1 d)`
+    /// (the last weeks, but hardly the last hours); missing without such history.
+    MerchantBaselineNewCardShare = "merchant_baseline_new_card_share",
+    /// The merchant's recent transaction rate (24 h decay) over its baseline rate (14 day
+    /// decay), both corrected for the merchant's age; missing for a merchant never seen
+    /// or seen for less than an hour. Partition-invariant: a ratio of two rates.
+    MerchantVelocityRatio = "merchant_velocity_ratio",
     /// Decayed share (24 h time constant) of the merchant's transactions that were a card's first visit.
     MerchantNewCardShare = "merchant_new_card_share",
+    /// `merchant_new_card_share` minus the same share over the merchant's baseline (14 day
+    /// decay): more first-time cards than this merchant usually gets.
+    MerchantNewCardLift = "merchant_new_card_lift",
     /// Decayed share of the merchant's transactions far above the card's own mean (> 3x).
     MerchantHighAmountShare = "merchant_high_amount_share",
     /// Decayed share of the merchant's transactions below the micro amount.
     MerchantMicroShare = "merchant_micro_share",
     /// Decayed share of the merchant's transactions far above its own amounts (z ≥ 1.5).
     MerchantAnomalyShare = "merchant_anomaly_share",
-    /// `(merchant_activity_24h + 1) / (merchant's lifetime transactions per day + 1)`.
-    MerchantVelocityRatio = "merchant_velocity_ratio",
+    /// Decayed share (24 h) of the merchant's transactions that were a card's first visit
+    /// with an amount above its category's norm (category z > 0.5): many new cards paying
+    /// too much is the footprint of a compromised terminal.
+    MerchantSuspectShare = "merchant_suspect_share",
+    /// `merchant_suspect_share` minus the same share over the merchant's baseline (14 day decay).
+    MerchantSuspectLift = "merchant_suspect_lift",
     /// Decayed (24 h) mean of `category_amount_zscore` over the merchant's transactions:
     /// is this merchant currently charging more than its category usually costs?
     MerchantRecentCategoryZ = "merchant_recent_category_z",
+    /// `merchant_recent_category_z` minus the same mean over the merchant's baseline (14 day
+    /// decay): is it charging more than it used to?
+    MerchantCategoryZShift = "merchant_category_z_shift",
     /// Decayed (24 h) mean of `merchant_amount_zscore` over the merchant's transactions:
     /// is this merchant currently charging more than it usually does?
     MerchantRecentAmountZ = "merchant_recent_amount_z",
-    /// Decayed (24 h) count of the merchant's transactions that were a card's first visit
-    /// with an amount above its category's norm (category z > 0.5): many new cards paying
-    /// too much is the footprint of a compromised terminal.
-    MerchantSuspect24h = "merchant_suspect_24h",
     /// z-score of `ln(1+amount)` against the merchant's history; missing below 5 transactions.
     MerchantAmountZscore = "merchant_amount_zscore",
     /// z-score of `ln(1+amount)` against all cards in this category; missing below 20 transactions.

@@ -13,6 +13,15 @@ pub(crate) fn fnv1a64(bytes: &[u8]) -> u64 {
     h
 }
 
+/// The partition (`0..partitions`) of a card number: FNV-1a 64 of its bytes modulo the
+/// partition count (0 when `partitions` is 0 or 1).
+pub fn partition_of(card_number: &str, partitions: u32) -> u32 {
+    if partitions <= 1 {
+        return 0;
+    }
+    (fnv1a64(card_number.as_bytes()) % u64::from(partitions)) as u32
+}
+
 /// [`key32`] of `s` with ASCII letters upper-cased, without allocating.
 pub(crate) fn key32_upper(s: &str) -> u32 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;

@@ -52,6 +52,7 @@ pub use features::{
     NUM_FEATURES,
 };
 pub use geo::haversine_km;
+pub use hash::partition_of;
 pub use model::{FeatureSetInfo, Model, ModelMeta, MODEL_FORMAT_VERSION};
 pub use rules::{
     AmountSpike, CardTesting, FarFromHome, ImpossibleTravel, MerchantCompromise,
@@ -64,7 +65,6 @@ pub use score::{
 pub use snapshot::{ChangelogEntry, StateKey};
 pub use state::{
     MAX_CATEGORIES_PER_CARD, MAX_COUNTRIES_PER_CARD, MAX_MERCHANTS_PER_CARD, MAX_RECENT_PER_CARD,
-    MAX_RECENT_PER_MERCHANT,
 };
 
 #[cfg(test)]

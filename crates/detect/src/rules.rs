@@ -121,13 +121,14 @@ rule_config!(
 
 rule_config!(
     /// A merchant whose recent traffic looks like a compromised point of sale.
+    /// Only shares and their lift over the merchant's own baseline are read, never counts,
+    /// so the rule fires alike whether one engine sees all of the merchant's cards or one
+    /// Kafka partition's share of them.
     MerchantCompromise, true, 1.5, {
-        /// Minimum decayed 24 h activity at the merchant.
-        min_activity_24h: f64 = 10.0,
-        /// Share of recent transactions far above the card's own mean that fires the rule.
-        min_high_amount_share: f64 = 0.3,
-        /// Share of recent micro transactions that fires the rule.
-        min_micro_share: f64 = 0.6,
+        /// Recent share of first-visit cards paying above the category norm that fires the rule.
+        min_suspect_share: f64 = 0.4,
+        /// … and by how much that share must exceed the merchant's baseline share.
+        min_suspect_lift: f64 = 0.3,
     }
 );
 
@@ -324,27 +325,21 @@ impl RulesConfig {
         }
 
         let r = &self.merchant_compromise;
-        if r.enabled && ge(f, F::MerchantActivity24h, r.min_activity_24h).is_some() {
-            let high = ge(f, F::MerchantHighAmountShare, r.min_high_amount_share);
-            let micro = ge(f, F::MerchantMicroShare, r.min_micro_share);
-            if high.is_some() || micro.is_some() {
-                let mut parts = Vec::new();
-                if let Some(s) = high {
-                    parts.push(format!(
-                        "{:.0}% of the merchant's recent transactions far above the card's usual amount",
-                        s * 100.0
-                    ));
-                }
-                if let Some(s) = micro {
-                    parts.push(format!(
-                        "{:.0}% of the merchant's recent transactions under {MICRO_AMOUNT:.2}",
-                        s * 100.0
-                    ));
-                }
-                if let Some(c) = f.get(F::MerchantCards1h) {
-                    parts.push(format!("{c:.0} cards in the last hour"));
-                }
-                hit("merchant_compromise", r.weight, parts.join(", "));
+        if r.enabled {
+            if let (Some(share), Some(lift)) = (
+                ge(f, F::MerchantSuspectShare, r.min_suspect_share),
+                ge(f, F::MerchantSuspectLift, r.min_suspect_lift),
+            ) {
+                let baseline = share - lift;
+                hit(
+                    "merchant_compromise",
+                    r.weight,
+                    format!(
+                        "{:.0}% of the merchant's recent transactions were new cards paying above the category norm (usually {:.0}%)",
+                        share * 100.0,
+                        baseline.max(0.0) * 100.0
+                    ),
+                );
             }
         }
     }

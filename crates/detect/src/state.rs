@@ -431,6 +431,19 @@ pub(crate) struct MerchantSums {
 }
 
 impl MerchantSums {
+    pub(crate) fn add(&mut self, o: &MerchantSums) {
+        self.activity += o.activity;
+        self.new_card += o.new_card;
+        self.high_amount += o.high_amount;
+        self.micro += o.micro;
+        self.anomalous += o.anomalous;
+        self.cat_z_sum += o.cat_z_sum;
+        self.cat_z_n += o.cat_z_n;
+        self.own_z_sum += o.own_z_sum;
+        self.own_z_n += o.own_z_n;
+        self.suspect += o.suspect;
+    }
+
     fn scale(&mut self, k: f64) {
         self.activity *= k;
         self.new_card *= k;

@@ -151,7 +151,7 @@ fn first_transaction_and_missing_optional_fields_degrade_to_missing() {
         Feature::CategoryNew,
         Feature::ChannelCode,
         Feature::DistinctMerchants10m,
-        Feature::MerchantTxCount,
+        Feature::MerchantBaselineNewCardShare,
         Feature::MerchantNewCardShare,
         Feature::CategoryAmountZscore,
         Feature::CountryNew,
@@ -286,7 +286,7 @@ fn novelty_shares_and_card_testing_features() {
 }
 
 #[test]
-fn merchant_features_count_cards_and_patterns() {
+fn merchant_shares_and_age_hand_computed() {
     let mut e = Engine::default();
     for i in 0..4 {
         e.process(&rich(
@@ -300,34 +300,37 @@ fn merchant_features_count_cards_and_patterns() {
     }
     e.process(&rich("y", "4000000000000000", 300, 3.0, "shop", "misc"));
     let f = e.process(&rich("z", "4999999999999999", 400, 10.0, "shop", "misc"));
-    assert_eq!(val(&f, Feature::MerchantTxCount), 5.0);
-    assert_eq!(val(&f, Feature::MerchantTx1h), 5.0);
-    assert_eq!(val(&f, Feature::MerchantCards1h), 4.0);
     // 4 of 5 were a card's first visit (all but the one at 300 s), weighted by decay.
     let w = |t: f64| (-(400.0 - t) * 1000.0 / (24.0 * 3_600_000.0)).exp();
     let share = (w(0.0) + w(60.0) + w(120.0) + w(180.0))
         / (w(0.0) + w(60.0) + w(120.0) + w(180.0) + w(300.0));
     assert!(close(val(&f, Feature::MerchantNewCardShare), share, 1e-6));
+    // Baseline weights e^(-a/14 d) - e^(-a/1 d), a = age in days: about proportional to
+    // the age for minutes-old events, so the older first visits weigh more.
+    let b = |t: f64| {
+        let a = (400.0 - t) / 86_400.0;
+        (-a / 14.0).exp() - (-a).exp()
+    };
+    let baseline = (b(0.0) + b(60.0) + b(120.0) + b(180.0))
+        / (b(0.0) + b(60.0) + b(120.0) + b(180.0) + b(300.0));
+    assert!(close(
+        val(&f, Feature::MerchantBaselineNewCardShare),
+        baseline,
+        1e-4
+    ));
+    assert!(close(
+        val(&f, Feature::MerchantNewCardLift),
+        share - baseline,
+        1e-4
+    ));
     // All 5 were micro.
     assert!(close(val(&f, Feature::MerchantMicroShare), 1.0, 1e-6));
     assert_eq!(val(&f, Feature::MerchantHighAmountShare), 0.0);
-    // Decayed activity: Σ exp(-(400 - t) / 24h).
-    let expect: f64 = [0, 60, 120, 180, 300]
-        .iter()
-        .map(|&t| (-(400.0 - t as f64) * 1000.0 / (24.0 * 3_600_000.0)).exp())
-        .sum();
-    assert!(close(val(&f, Feature::MerchantActivity24h), expect, 1e-6));
-    // Two hours later the hourly window is empty.
-    let f = e.process(&rich(
-        "w",
-        "4999999999999999",
-        400 + 7200,
-        10.0,
-        "shop",
-        "misc",
-    ));
-    assert_eq!(val(&f, Feature::MerchantTx1h), 0.0);
-    assert_eq!(val(&f, Feature::MerchantCards1h), 0.0);
+    // Known for less than an hour: no rates yet.
+    assert_eq!(f.get(Feature::MerchantVelocityRatio), None);
+    // A merchant never seen reads as age 0 with no shares.
+    let f = e.process(&rich("n", "4999999999999999", 500, 10.0, "other", "misc"));
+    assert_eq!(f.get(Feature::MerchantNewCardShare), None);
 }
 
 #[test]
@@ -806,7 +809,8 @@ fn merchant_state_is_capped() {
     assert_eq!(e.stats().merchants_untracked, 7);
     // An untracked merchant reads as never seen, not as garbage.
     let f = e.process(&rich("u", "4000000000000135", 20, 5.0, "junk9", "misc"));
-    assert_eq!(val(&f, Feature::MerchantTxCount), 0.0);
+    assert_eq!(f.get(Feature::MerchantBaselineNewCardShare), None);
+    assert_eq!(f.get(Feature::MerchantNewCardShare), None);
 }
 
 #[test]
@@ -932,14 +936,17 @@ fn merchant_shift_features_hand_computed() {
         None,
         "needs 5 earlier at the shop"
     );
-    // Velocity: decayed activity (one event, 2 days ago) against 1 event per 2 days.
-    let activity = (-2.0f64 * 24.0 / 24.0).exp();
-    let daily = 1.0 / 2.0;
+    // Velocity: one event two days ago. Recent rate: e^(-2) / (1 d · (1 - e^(-2)));
+    // baseline rate: e^(-2/14) / (14 d · (1 - e^(-2/14))).
+    let fast = (-2.0f64).exp() / (1.0 - (-2.0f64).exp());
+    let slow = (-2.0f64 / 14.0).exp() / (14.0 * (1.0 - (-2.0f64 / 14.0).exp()));
     assert!(close(
         val(&f, Feature::MerchantVelocityRatio),
-        (activity + 1.0) / (daily + 1.0),
-        1e-6
+        fast / slow,
+        1e-5
     ));
+    // Baseline of the shift: weight e^(-2/14) - e^(-2) on the same z: shift 0.
+    assert!(close(val(&f, Feature::MerchantCategoryZShift), 0.0, 1e-4));
     assert_eq!(val(&f, Feature::MerchantAnomalyShare), 0.0);
 }
 
@@ -959,7 +966,7 @@ fn hour_deviation_is_circular_hand_computed() {
 }
 
 #[test]
-fn merchant_own_amount_statistics_and_suspect_count() {
+fn merchant_own_amount_statistics_and_suspect_share() {
     let mut e = Engine::default();
     // 20 category transactions of 10.00 elsewhere (category statistics).
     for i in 0..20 {
@@ -997,10 +1004,120 @@ fn merchant_own_amount_statistics_and_suspect_count() {
     // first 20.00 (z = (ln 21 - ln 11) / 0.1 > 0.5), and the 10.00 ones had z <= 0.
     // The second 20.00 came after the category saw one 20.00; its z is still > 0.5.
     let w = |t: f64| (-(500.0 - t) * 1000.0 / (24.0 * 3_600_000.0)).exp();
+    let all: f64 = (0..5).map(|i| w(100.0 + 60.0 * f64::from(i))).sum();
     assert!(close(
-        val(&f, Feature::MerchantSuspect24h),
-        w(160.0) + w(280.0),
+        val(&f, Feature::MerchantSuspectShare),
+        (w(160.0) + w(280.0)) / all,
         1e-5
     ));
+    // Minutes-old events are almost all recent: the older baseline has ~no weight, but
+    // what it has is the same mix, so the lift is ~0.
+    assert!(close(val(&f, Feature::MerchantSuspectLift), 0.0, 1e-3));
     assert_eq!(val(&f, Feature::MerchantNewCardShare), 1.0);
+}
+
+/// Mean, standard deviation and median of a sample.
+fn summary(values: &[f64]) -> (f64, f64, f64) {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len().max(1) as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let std = (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n).sqrt();
+    let median = v.get(v.len() / 2).copied().unwrap_or(f64::NAN);
+    (mean, std, median)
+}
+
+/// Whether one feature's values agree on the events where both engines have one: means
+/// within 0.2 and medians within 0.5 of the single engine's standard deviation.
+fn distributions_agree(pairs: &[(f64, f64)]) -> Result<String, String> {
+    let one: Vec<f64> = pairs.iter().map(|p| p.0).collect();
+    let many: Vec<f64> = pairs.iter().map(|p| p.1).collect();
+    let (mean1, std1, med1) = summary(&one);
+    let (mean6, _, med6) = summary(&many);
+    let std1 = std1.max(1e-3);
+    let text = format!(
+        "{} events, mean {mean1:.3} vs {mean6:.3}, median {med1:.3} vs {med6:.3}, std {std1:.3}",
+        pairs.len()
+    );
+    if pairs.len() < 1000 || (mean1 - mean6).abs() > 0.2 * std1 || (med1 - med6).abs() > 0.5 * std1
+    {
+        Err(text)
+    } else {
+        Ok(text)
+    }
+}
+
+#[test]
+fn merchant_features_are_invariant_to_partitioning() {
+    // What `veritas detect` does with a topic of 6 partitions: one engine per partition,
+    // each seeing every event of its cards and ~1/6 of every merchant's. Merchant-level
+    // features must mean the same there as in one engine that sees everything (training
+    // replays the same split anyway, but a model must not depend on the exact count).
+    const PARTITIONS: u32 = 6;
+    let events: Vec<Transaction> =
+        veritas_events::Generator::new(veritas_events::GeneratorConfig {
+            seed: 5,
+            customers: 3000,
+            days: Some(24),
+            ..veritas_events::GeneratorConfig::default()
+        })
+        .unwrap()
+        .map(|e| e.tx)
+        .collect();
+    let mut one = Engine::default();
+    let mut many: Vec<Engine> = (0..PARTITIONS).map(|_| Engine::default()).collect();
+    let merchant_features: Vec<Feature> = Feature::ALL
+        .iter()
+        .copied()
+        .filter(|f| f.name().starts_with("merchant_") && *f != Feature::MerchantNew)
+        .collect();
+    assert!(merchant_features.len() >= 10);
+    // Judge the last 10 days, once the engines have a baseline.
+    let judged_from = events[0].timestamp + chrono::Duration::days(14);
+    let mut pairs = vec![Vec::new(); merchant_features.len()];
+    // Control: a plain count of earlier events at the merchant, which must NOT pass.
+    let mut count_one: std::collections::HashMap<String, u32> = Default::default();
+    let mut count_many: std::collections::HashMap<(u32, String), u32> = Default::default();
+    let mut control = Vec::new();
+    for tx in &events {
+        let p = partition_of(&tx.card_number, PARTITIONS);
+        let f1 = one.process(tx);
+        let f6 = many[p as usize].process(tx);
+        let Some(m) = tx.merchant_id.clone() else {
+            continue;
+        };
+        let c1 = count_one.entry(m.clone()).or_default();
+        let c6 = count_many.entry((p, m)).or_default();
+        if tx.timestamp >= judged_from {
+            for (i, &feature) in merchant_features.iter().enumerate() {
+                if let (Some(a), Some(b)) = (f1.get(feature), f6.get(feature)) {
+                    pairs[i].push((f64::from(a), f64::from(b)));
+                }
+            }
+            if *c6 > 0 {
+                control.push((f64::from(*c1), f64::from(*c6)));
+            }
+        }
+        *c1 += 1;
+        *c6 += 1;
+    }
+    let mut failures = Vec::new();
+    for (i, feature) in merchant_features.iter().enumerate() {
+        let verdict = distributions_agree(&pairs[i]);
+        eprintln!("{}: {verdict:?}", feature.name());
+        if let Err(e) = verdict {
+            failures.push(format!("{}: {e}", feature.name()));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "merchant features depend on the partition count:\n{}",
+        failures.join("\n")
+    );
+    let control = distributions_agree(&control);
+    eprintln!("control count: {control:?}");
+    assert!(
+        control.is_err(),
+        "the comparison must reject a plain per-engine count"
+    );
 }

@@ -21,8 +21,12 @@ pub struct Replayed {
     pub scenarios: Vec<Option<String>>,
 }
 
-/// Replay `events` in timestamp order (stable for equal times) through a fresh engine,
+/// Replay `events` in timestamp order (stable for equal times) through fresh engines,
 /// recording each event's features as seen at serving time.
+///
+/// As in serving, the card space is split over `cfg.partitions` engines by
+/// [`crate::partition_of`] of the card number: each engine sees every event of its cards
+/// and its share of every merchant's traffic.
 pub fn replay(events: &[LabelledTransaction], cfg: &EngineConfig) -> Replayed {
     replay_with_progress(events, cfg, |_| {})
 }
@@ -35,7 +39,8 @@ pub fn replay_with_progress(
 ) -> Replayed {
     let mut order: Vec<usize> = (0..events.len()).collect();
     order.sort_by_key(|&i| events[i].tx.timestamp);
-    let mut engine = Engine::new(cfg.clone());
+    let partitions = cfg.partitions.max(1);
+    let mut engines: Vec<Engine> = (0..partitions).map(|_| Engine::new(cfg.clone())).collect();
     let mut out = Replayed {
         dataset: Dataset::new(NUM_FEATURES),
         timestamps: Vec::with_capacity(events.len()),
@@ -43,6 +48,10 @@ pub fn replay_with_progress(
     };
     for (done, &i) in order.iter().enumerate() {
         let e = &events[i];
+        let p = crate::partition_of(&e.tx.card_number, partitions) as usize;
+        let Some(engine) = engines.get_mut(p) else {
+            continue;
+        };
         let f = engine.process(&e.tx);
         // The row length always equals NUM_FEATURES, so push cannot fail.
         if out.dataset.push(f.as_slice(), e.label.is_fraud).is_ok() {
