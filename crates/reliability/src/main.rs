@@ -7,8 +7,8 @@
 //! veritas-reliability fuzz-seeds --out fuzz/corpus                       # regenerate seeds
 //! ```
 //!
-//! Each prints a JSON report (also written to `--report`), ends with a `N passed, N failed`
-//! line, and exits non-zero when a promise was broken.
+//! Each prints a summary and a closing `N passed, N failed` line, writes its JSON report to
+//! `--report` (or prints it), and exits non-zero when a promise was broken.
 
 use std::path::PathBuf;
 
@@ -109,17 +109,62 @@ enum Cmd {
     },
 }
 
-fn emit(report: &impl serde::Serialize, path: Option<&PathBuf>, ok: bool) -> anyhow::Result<()> {
+/// Prints `summary` and the closing `N passed, N failed` line; the JSON report goes to `path`
+/// (or to stdout when there is none). Fails when a promise was broken.
+fn emit(
+    report: &impl serde::Serialize,
+    summary: &str,
+    path: Option<&PathBuf>,
+    ok: bool,
+) -> anyhow::Result<()> {
     let json = serde_json::to_string_pretty(report)?;
-    println!("{json}");
-    if let Some(p) = path {
-        std::fs::write(p, &json).with_context(|| format!("writing {}", p.display()))?;
+    match path {
+        Some(p) => {
+            std::fs::write(p, &json).with_context(|| format!("writing {}", p.display()))?;
+            println!("{summary}");
+            println!("report: {}", p.display());
+        }
+        None => println!("{json}\n{summary}"),
     }
     println!("{} passed, {} failed", u32::from(ok), u32::from(!ok));
     if !ok {
-        anyhow::bail!("a reliability promise was broken: see the report above");
+        if path.is_some() {
+            eprintln!("{json}");
+        }
+        anyhow::bail!("a reliability promise was broken: see the report");
     }
     Ok(())
+}
+
+fn records_line(name: &str, v: &veritas_reliability::checker::RecordVerdict) -> String {
+    format!(
+        "{name}: {} acknowledged records checked ({} read back, {} expired by retention, {} unacknowledged present): lost {}, duplicated {}, reordered {}, misplaced/offset reused {}, malformed {}",
+        v.acked,
+        v.read,
+        v.expired,
+        v.unacked_present,
+        v.lost.len(),
+        v.duplicated.len(),
+        v.reordered.len(),
+        v.misplaced.len(),
+        v.malformed.len()
+    )
+}
+
+fn torn_line(t: &torn::TornReport) -> String {
+    format!(
+        "torn writes: {} damaged copies {:?}: {} of {} batches served ({} intact before the damage); invalid batches served {}, not a prefix {}, intact batches lost {}, failures {}, CRC-less epoch flips served {}",
+        t.cases,
+        t.by_kind,
+        t.batches_served,
+        t.batches_original,
+        t.batches_intact,
+        t.invalid_served,
+        t.not_a_prefix.len(),
+        t.lost_intact.len(),
+        t.failures.len(),
+        t.epoch_flips_served
+    )
 }
 
 fn main() -> anyhow::Result<()> {
@@ -152,8 +197,31 @@ fn main() -> anyhow::Result<()> {
             } else {
                 None
             };
+            let mut summary = format!(
+                "broker torture: {} kill -9 cycles in {:.0} s, {} records sent, {} consumed by the group\n{}\n{}\ncommitted offsets: {} commits acknowledged, {} observations, {} moved backwards\nhigh watermark below an acknowledged offset after a restart: {}\nkills during produce {}, after segment rolls {}, within 1.5 s of a rebalance {}, with a commit in flight {}, while retention advanced {}\nclient-side errors: {:?}",
+                r.cycles,
+                r.seconds,
+                r.sent,
+                r.consumed,
+                records_line("torture topic", &r.records),
+                records_line("retention topic", &r.churn),
+                r.commits.acked,
+                r.commits.observations,
+                r.commits.backwards.len(),
+                r.watermark_violations.len(),
+                r.kills_during_produce,
+                r.kills_after_rolls,
+                r.kills_during_rebalance,
+                r.kills_during_commit,
+                r.kills_during_retention,
+                r.delivery_errors
+            );
+            if let Some(t) = &torn {
+                summary.push_str(&format!("\non the final data directory: {}", torn_line(t)));
+            }
             emit(
                 &serde_json::json!({ "broker": r, "torn_broker_data": torn }),
+                &summary,
                 report.as_ref(),
                 ok,
             )
@@ -169,7 +237,7 @@ fn main() -> anyhow::Result<()> {
                 None => torn::run(cases, seed)?,
             };
             let ok = r.ok();
-            emit(&r, report.as_ref(), ok)
+            emit(&r, &torn_line(&r), report.as_ref(), ok)
         }
         Cmd::Detector {
             kills,
@@ -193,7 +261,22 @@ fn main() -> anyhow::Result<()> {
             };
             let r = detector_crash::run(&cfg)?;
             let ok = r.ok();
-            emit(&r, report.as_ref(), ok)
+            let summary = format!(
+                "detector kill -9: {} kills, {} events + {} invalid, {} decisions for {} events ({} duplicates after crashes), missing {}, scores differing from the uninterrupted run {}, dead letters {} for {} invalid events (missing {}), {:.0} s",
+                r.kills,
+                r.events,
+                r.invalid_events,
+                r.decisions,
+                r.decided,
+                r.duplicates,
+                r.missing_count,
+                r.mismatched_count,
+                r.dead_letters,
+                r.invalid_events,
+                r.missing_dead_letters,
+                r.seconds
+            );
+            emit(&r, &summary, report.as_ref(), ok)
         }
         Cmd::FuzzSeeds {
             out,
