@@ -102,6 +102,8 @@ pub struct DetectorCrashReport {
     pub missing_dead_letters: u64,
     /// Decisions of the uninterrupted reference run.
     pub reference_decisions: u64,
+    /// Partitions the restarted detectors restored from checkpoints (from their logs).
+    pub partitions_restored: u64,
     /// Wall-clock seconds.
     pub seconds: f64,
 }
@@ -518,6 +520,11 @@ pub fn run(cfg: &DetectorCrashConfig) -> anyhow::Result<DetectorCrashReport> {
     }
     report.dead_lettered = invalid.iter().filter(|v| lettered.contains(*v)).count() as u64;
     report.missing_dead_letters = report.invalid_events - report.dead_lettered;
+    report.partitions_restored = std::fs::read_to_string(&logs)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("restored partition state"))
+        .count() as u64;
     report.missing_count = report.missing.len() as u64;
     report.mismatched_count = report.mismatched.len() as u64;
     report.missing.truncate(20);
