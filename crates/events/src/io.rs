@@ -8,6 +8,11 @@
 //! Both formats carry the same field names. CSV has one header row; columns may come in
 //! any order, unknown columns are ignored, empty cells are absent values.
 
+#[path = "foreign.rs"]
+pub mod foreign;
+
+pub use foreign::SparkovReader;
+
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::path::Path;

@@ -38,6 +38,8 @@ enum Command {
     Eval(cmd::eval::EvalArgs),
     /// Generate labelled synthetic card transactions (training / evaluation history).
     Generate(cmd::generate::GenerateArgs),
+    /// Convert a labelled dataset of another schema (e.g. Sparkov) to canonical events.
+    Convert(cmd::convert::ConvertArgs),
     /// Measure broker throughput and end-to-end latency with librdkafka.
     Bench(cmd::bench::BenchArgs),
     /// List, create, describe, delete topics and alter their configs (any Kafka).
@@ -64,6 +66,7 @@ fn main() -> std::process::ExitCode {
         Command::Broker(args) => cmd::broker::run(args),
         Command::Bench(args) => cmd::bench::run(args),
         Command::Generate(args) => cmd::generate::run(args),
+        Command::Convert(args) => cmd::convert::run(args),
         Command::Train(args) => cmd::train::run(args),
         Command::Score(args) => cmd::score::run(args),
         Command::Eval(args) => cmd::eval::run(args),

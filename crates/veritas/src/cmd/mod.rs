@@ -4,6 +4,7 @@ pub mod bench;
 pub mod broker;
 pub mod client;
 pub mod consume;
+pub mod convert;
 pub mod demo;
 pub mod detect;
 pub mod eval;
