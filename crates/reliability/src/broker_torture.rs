@@ -120,6 +120,11 @@ pub struct KillRecord {
     pub restart_ms: u64,
 }
 
+/// Whether an error key (see [`TortureReport::delivery_errors`]) is a consumer's.
+fn is_consumer_error(key: &str) -> bool {
+    key.starts_with("commit:") || key.starts_with("consumer:")
+}
+
 /// The figures of a run.
 #[derive(Debug, Clone, Serialize)]
 pub struct TortureReport {
@@ -141,7 +146,10 @@ pub struct TortureReport {
     pub sent: u64,
     /// Records consumed by the group's members.
     pub consumed: u64,
-    /// Delivery failures reported to producers, by error.
+    /// Errors the clients saw, by error: delivery failures, refused sends and fatal errors of
+    /// the producers (none allowed: an idempotent producer must ride out every restart), and
+    /// consumer-side errors prefixed `commit:` or `consumer:` (expected while the broker is
+    /// down or the group restarts).
     pub delivery_errors: BTreeMap<String, u64>,
     /// Watermark checks after each restart that found the high watermark below an
     /// acknowledged offset (must be empty).
@@ -161,14 +169,26 @@ pub struct TortureReport {
 }
 
 impl TortureReport {
+    /// Producer-side errors (delivery failures, refused sends, fatal errors): must be 0.
+    pub fn producer_errors(&self) -> u64 {
+        self.delivery_errors
+            .iter()
+            .filter(|(k, _)| !is_consumer_error(k))
+            .map(|(_, n)| n)
+            .sum()
+    }
+
     /// True when nothing acknowledged was lost, duplicated, reordered or moved, no offset was
-    /// reused and no committed offset went backwards.
+    /// reused, no committed offset went backwards (and some were committed) and no producer
+    /// saw an error.
     pub fn ok(&self) -> bool {
-        self.records.ok()
+        self.producer_errors() == 0
+            && self.records.ok()
             && self.churn.ok()
             && self.commits.ok()
             && self.watermark_violations.is_empty()
             && self.records.acked > 0
+            && self.commits.acked > 0
     }
 }
 
@@ -609,7 +629,12 @@ pub fn run(cfg: &TortureConfig) -> anyhow::Result<TortureReport> {
         .set("group.id", "torture-watermarks")
         .create()?;
     for cycle in 1..=cfg.cycles {
-        let run = Duration::from_millis(rng.random_range(cfg.run_ms.0..=cfg.run_ms.1));
+        let mut run = Duration::from_millis(rng.random_range(cfg.run_ms.0..=cfg.run_ms.1));
+        if cycle == 1 {
+            // The group's first rebalance waits group.initial.rebalance.delay.ms (3 s): let it
+            // form and commit before the first kill, so the commit check is never vacuous.
+            run = run.max(Duration::from_secs(8));
+        }
         let cycle_start = Instant::now();
         // Observe committed offsets while the broker runs.
         while cycle_start.elapsed() < run {

@@ -198,7 +198,7 @@ fn main() -> anyhow::Result<()> {
                 None
             };
             let mut summary = format!(
-                "broker torture: {} kill -9 cycles in {:.0} s, {} records sent, {} consumed by the group\n{}\n{}\ncommitted offsets: {} commits acknowledged, {} observations, {} moved backwards\nhigh watermark below an acknowledged offset after a restart: {}\nkills during produce {}, after segment rolls {}, within 1.5 s of a rebalance {}, with a commit in flight {}, while retention advanced {}\nclient-side errors: {:?}",
+                "broker torture: {} kill -9 cycles in {:.0} s, {} records sent, {} consumed by the group\n{}\n{}\ncommitted offsets: {} commits acknowledged, {} observations, {} moved backwards\nhigh watermark below an acknowledged offset after a restart: {}\nkills during produce {}, after segment rolls {}, within 1.5 s of a rebalance {}, with a commit in flight {}, while retention advanced {}\nproducer errors {} (must be 0); all client-side errors: {:?}",
                 r.cycles,
                 r.seconds,
                 r.sent,
@@ -214,6 +214,7 @@ fn main() -> anyhow::Result<()> {
                 r.kills_during_rebalance,
                 r.kills_during_commit,
                 r.kills_during_retention,
+                r.producer_errors(),
                 r.delivery_errors
             );
             if let Some(t) = &torn {
