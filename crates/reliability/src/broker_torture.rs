@@ -484,7 +484,7 @@ fn count_segments(data_dir: &Path) -> usize {
 }
 
 /// Each partition's records in offset order.
-type Partitions = BTreeMap<i32, Vec<Stored>>;
+pub type Partitions = BTreeMap<i32, Vec<Stored>>;
 
 /// Reads every partition of `topic` from its log start to its high watermark.
 fn read_back(
@@ -496,6 +496,7 @@ fn read_back(
         .set("group.id", format!("torture-reader-{topic}"))
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false")
+        .set("check.crcs", "true")
         .set("fetch.max.bytes", "8388608")
         .create()?;
     let mut tpl = TopicPartitionList::new();
@@ -533,6 +534,11 @@ fn read_back(
 
 /// Runs the torture and returns its report (`Err` only when the harness itself fails).
 pub fn run(cfg: &TortureConfig) -> anyhow::Result<TortureReport> {
+    run_keeping_records(cfg).map(|(r, _)| r)
+}
+
+/// [`run`], also returning the main topic's records as read back at the end.
+pub fn run_keeping_records(cfg: &TortureConfig) -> anyhow::Result<(TortureReport, Partitions)> {
     let started = Instant::now();
     let tmp;
     let work: PathBuf = match &cfg.work_dir {
@@ -771,5 +777,117 @@ pub fn run(cfg: &TortureConfig) -> anyhow::Result<TortureReport> {
     report.delivery_errors = shared.errors.lock().clone();
     broker.stop()?;
     report.seconds = started.elapsed().as_secs_f64();
+    Ok((report, stored))
+}
+
+/// Whole-broker torn writes: damaged copies of the torture's final data directory, opened by
+/// the real broker binary and read back with librdkafka (`check.crcs=true`).
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct BrokerTornReport {
+    /// Damaged copies started.
+    pub cases: u32,
+    /// Records of the main topic in the original (per case, summed).
+    pub records_original: u64,
+    /// Records served by the broker on the damaged copies (summed).
+    pub records_served: u64,
+    /// Cases where a partition served something other than a prefix of the original.
+    pub not_a_prefix: Vec<String>,
+    /// Cases where the broker did not start or the read failed (CRC errors included).
+    pub failures: Vec<String>,
+}
+
+impl BrokerTornReport {
+    /// True when every copy started and served a prefix of every partition.
+    pub fn ok(&self) -> bool {
+        self.not_a_prefix.is_empty() && self.failures.is_empty() && self.cases > 0
+    }
+}
+
+fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for e in std::fs::read_dir(from)?.flatten() {
+        let (p, name) = (e.path(), e.file_name());
+        if p.is_dir() {
+            copy_tree(&p, &to.join(&name))?;
+        } else if name != ".lock" {
+            std::fs::copy(&p, to.join(&name))?;
+        }
+    }
+    Ok(())
+}
+
+/// Damages `cases` copies of `data_dir` as a power loss would — in every partition of the main
+/// topic the last segment is cut somewhere in its second half and, half the time, one byte of
+/// what remains after its first quarter is flipped; the recovery points are reset to 0 and the
+/// clean-shutdown marker removed — then starts the real broker on each copy and reads the
+/// main topic back. Each partition must serve a prefix of `original`, every batch passing
+/// librdkafka's own CRC check.
+pub fn torn_broker_copies(
+    cfg: &TortureConfig,
+    data_dir: &Path,
+    original: &Partitions,
+    cases: u32,
+    seed: u64,
+) -> anyhow::Result<BrokerTornReport> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0x70_52_4e);
+    let mut report = BrokerTornReport::default();
+    let scratch = tempfile::tempdir()?;
+    for case in 0..cases {
+        let copy = scratch.path().join(format!("copy-{case}"));
+        copy_tree(data_dir, &copy)?;
+        let _ = std::fs::remove_file(copy.join(veritas_broker::server::CLEAN_SHUTDOWN_MARKER));
+        for p in 0..cfg.partitions {
+            let dir = copy.join(format!("{TOPIC}-{p}"));
+            let mut segs: Vec<PathBuf> = std::fs::read_dir(&dir)?
+                .flatten()
+                .map(|e| e.path())
+                .filter(|x| x.extension().is_some_and(|e| e == "log"))
+                .collect();
+            segs.sort();
+            std::fs::write(dir.join("recovery-point"), "0\n0\n")?;
+            let Some(last) = segs.last() else { continue };
+            let mut bytes = std::fs::read(last)?;
+            if bytes.len() < 4 {
+                continue;
+            }
+            let cut = rng.random_range(bytes.len() / 2..bytes.len());
+            bytes.truncate(cut);
+            if rng.random_bool(0.5) && bytes.len() > 4 {
+                let at = rng.random_range(bytes.len() / 4..bytes.len());
+                bytes[at] ^= rng.random_range(1..=255u8);
+            }
+            std::fs::write(last, &bytes)?;
+        }
+        report.cases += 1;
+        report.records_original += original.values().map(|v| v.len() as u64).sum::<u64>();
+        let label = format!("case {case}");
+        let log = scratch.path().join(format!("broker-{case}.log"));
+        let mut broker = match BrokerProcess::start(&cfg.veritas, &copy, &[], &log) {
+            Ok(b) => b,
+            Err(e) => {
+                report.failures.push(format!("{label}: start: {e:#}"));
+                continue;
+            }
+        };
+        match read_back(&broker.bootstrap(), TOPIC, cfg.partitions) {
+            Ok((served, _)) => {
+                for (p, recs) in &served {
+                    report.records_served += recs.len() as u64;
+                    let orig = original.get(p).map(Vec::as_slice).unwrap_or(&[]);
+                    if recs.len() > orig.len() || recs[..] != orig[..recs.len()] {
+                        report.not_a_prefix.push(format!(
+                            "{label}: partition {p} served {} records, not a prefix of the {}",
+                            recs.len(),
+                            orig.len()
+                        ));
+                    }
+                }
+            }
+            Err(e) => report.failures.push(format!("{label}: read: {e:#}")),
+        }
+        broker.kill9()?;
+        drop(broker);
+        std::fs::remove_dir_all(&copy)?;
+    }
     Ok(report)
 }

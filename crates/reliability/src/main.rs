@@ -49,6 +49,10 @@ enum Cmd {
         /// this many cases per partition.
         #[arg(long, default_value_t = 0)]
         torn_cases: u64,
+        /// Also start the real broker on this many damaged copies of the final data directory
+        /// and read them back (CRC-checked by librdkafka).
+        #[arg(long, default_value_t = 0)]
+        broker_torn_cases: u32,
         /// Write the JSON report here too.
         #[arg(long)]
         report: Option<PathBuf>,
@@ -176,6 +180,7 @@ fn main() -> anyhow::Result<()> {
             veritas,
             work_dir,
             torn_cases,
+            broker_torn_cases,
             report,
         } => {
             let tmp = tempfile::tempdir()?;
@@ -188,7 +193,7 @@ fn main() -> anyhow::Result<()> {
                 work_dir: Some(work.clone()),
                 ..Default::default()
             };
-            let r = broker_torture::run(&cfg)?;
+            let (r, original) = broker_torture::run_keeping_records(&cfg)?;
             let mut ok = r.ok();
             let torn = if torn_cases > 0 {
                 let t = torn::check_dir(&work.join("data"), torn_cases, seed)?;
@@ -220,8 +225,29 @@ fn main() -> anyhow::Result<()> {
             if let Some(t) = &torn {
                 summary.push_str(&format!("\non the final data directory: {}", torn_line(t)));
             }
+            let whole = if broker_torn_cases > 0 {
+                let w = broker_torture::torn_broker_copies(
+                    &cfg,
+                    &work.join("data"),
+                    &original,
+                    broker_torn_cases,
+                    seed,
+                )?;
+                ok &= w.ok();
+                summary.push_str(&format!(
+                    "\nreal broker on {} damaged copies of the data directory: {} of {} records served (librdkafka CRC checks on), not a prefix {}, failures {}",
+                    w.cases,
+                    w.records_served,
+                    w.records_original,
+                    w.not_a_prefix.len(),
+                    w.failures.len()
+                ));
+                Some(w)
+            } else {
+                None
+            };
             emit(
-                &serde_json::json!({ "broker": r, "torn_broker_data": torn }),
+                &serde_json::json!({ "broker": r, "torn_broker_data": torn, "torn_broker_process": whole }),
                 &summary,
                 report.as_ref(),
                 ok,
