@@ -115,11 +115,7 @@ impl Budget {
 
 /// Decompresses `data`, failing with [`LegacyError::DecompressionLimit`] rather than producing
 /// more than `limit` bytes (the broker also uses it for v2 batches it has to recompress).
-pub fn decompress(
-    codec: Compression,
-    data: &[u8],
-    limit: usize,
-) -> Result<Vec<u8>, LegacyError> {
+pub fn decompress(codec: Compression, data: &[u8], limit: usize) -> Result<Vec<u8>, LegacyError> {
     match codec {
         Compression::None => {
             if data.len() > limit {
