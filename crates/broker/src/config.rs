@@ -71,6 +71,8 @@ enum Kind {
     List(&'static [&'static str]),
     Bool,
     Double,
+    /// A Kafka version such as `0.10.0`, `0.10.0.0` or `2.1-IV2`.
+    Version,
 }
 
 /// One topic config key we understand: its Kafka name, how its value is checked, and (for keys
@@ -201,6 +203,13 @@ const KEYS: &[KeyDef] = &[
         kind: Kind::Bool,
         min: 0,
     },
+    KeyDef {
+        // Deprecated in Kafka 3.x and ignored there (records are always stored as v2, KIP-724);
+        // accepted and reported likewise. librdkafka's 0092_mixed_msgver sets it.
+        name: "message.format.version",
+        kind: Kind::Version,
+        min: 0,
+    },
 ];
 
 /// Why a topic config was rejected.
@@ -261,6 +270,24 @@ fn check(key: &str, value: &str) -> Result<(), ConfigError> {
         Kind::Str(allowed) => {
             if !allowed.contains(&value.trim()) {
                 return Err(invalid(format!("must be one of {allowed:?}")));
+            }
+        }
+        Kind::Version => {
+            let v = value.trim();
+            let numbers = v.split_once("-IV").map_or(v, |(n, iv)| {
+                if !iv.is_empty() && iv.bytes().all(|b| b.is_ascii_digit()) {
+                    n
+                } else {
+                    ""
+                }
+            });
+            let parts: Vec<&str> = numbers.split('.').collect();
+            if !(2..=4).contains(&parts.len())
+                || parts
+                    .iter()
+                    .any(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()))
+            {
+                return Err(invalid("not a Kafka version".into()));
             }
         }
         Kind::List(allowed) => {
@@ -385,7 +412,7 @@ impl TopicConfig {
     pub fn config_type(key: &str) -> i8 {
         match KEYS.iter().find(|d| d.name == key).map(|d| d.kind) {
             Some(Kind::Bool) => 1,
-            Some(Kind::Str(_)) => 2,
+            Some(Kind::Str(_) | Kind::Version) => 2,
             Some(Kind::Int) => 3,
             Some(Kind::Long) => 5,
             Some(Kind::Double) => 6,
@@ -500,6 +527,7 @@ fn default_value(key: &str, d: &LogConfig) -> (String, ConfigSource) {
     match key {
         "cleanup.policy" => kafka_default("delete"),
         "compression.type" => kafka_default("producer"),
+        "message.format.version" => kafka_default("3.0-IV1"),
         "delete.retention.ms" => kafka_default("86400000"),
         "file.delete.delay.ms" => kafka_default("60000"),
         "flush.messages" => {
@@ -575,6 +603,18 @@ mod tests {
             TopicConfig::from_pairs([("retention.ms", Some("-5"))]),
             Err(ConfigError::InvalidValue { .. })
         ));
+        for v in ["0.10.0.0", "0.10.0", "2.1-IV2", "3.0"] {
+            assert!(
+                TopicConfig::from_pairs([("message.format.version", Some(v))]).is_ok(),
+                "{v}"
+            );
+        }
+        for v in ["", "3", "x.y", "0.10.0-IV", "1.2.3.4.5", "0..1"] {
+            assert!(
+                TopicConfig::from_pairs([("message.format.version", Some(v))]).is_err(),
+                "{v}"
+            );
+        }
     }
 
     #[test]
