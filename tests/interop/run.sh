@@ -48,6 +48,7 @@ for _ in $(seq 1 300); do
   sleep 0.1
 done
 
+run api-versions python3 "$here/api_versions.py" "$BOOTSTRAP" --check "$here/../../COMPATIBILITY.md"
 run kcat "$here/kcat.sh"
 run sarama "$here/sarama.sh"
 run seed-detect "$here/seed-detect.sh"
