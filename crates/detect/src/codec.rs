@@ -10,6 +10,10 @@ use crate::error::DecodeError;
 /// 262143, so every real event time fits; differences of two such times never overflow).
 pub(crate) const MAX_ABS_TIME_MS: i64 = 1 << 53;
 
+/// Largest counter a state record may hold (2^53: far beyond any real stream, and far enough
+/// below `u64::MAX` that the engine's increments never overflow).
+pub(crate) const MAX_COUNT: u64 = 1 << 53;
+
 /// Appends values to a byte buffer.
 #[derive(Debug, Default)]
 pub(crate) struct Writer {
@@ -120,8 +124,15 @@ impl<'a> Reader<'a> {
         Ok(u32::from_le_bytes(self.array()?))
     }
 
+    /// A counter: at most [`MAX_COUNT`]. Every `u64` in a state record counts events, and the
+    /// engine adds to them with plain `+ 1`; a larger value can only come from corrupt or
+    /// hostile state and would overflow (found by the `detector_state` fuzz target).
     pub(crate) fn u64(&mut self) -> Result<u64, DecodeError> {
-        Ok(u64::from_le_bytes(self.array()?))
+        let v = u64::from_le_bytes(self.array()?);
+        if v > MAX_COUNT {
+            return Err(DecodeError::Invalid("counter out of range"));
+        }
+        Ok(v)
     }
 
     pub(crate) fn i64(&mut self) -> Result<i64, DecodeError> {
@@ -145,7 +156,7 @@ impl<'a> Reader<'a> {
     }
 
     pub(crate) fn f64(&mut self) -> Result<f64, DecodeError> {
-        Ok(f64::from_bits(self.u64()?))
+        Ok(f64::from_bits(u64::from_le_bytes(self.array()?)))
     }
 
     /// A collection length, rejected if above `max` (guards allocations against
@@ -190,7 +201,7 @@ mod tests {
         w.u8(7);
         w.u16(65000);
         w.u32(123_456);
-        w.u64(u64::MAX);
+        w.u64(MAX_COUNT);
         w.i64(-42);
         w.f32(1.5);
         w.f64(f64::NAN);
@@ -200,12 +211,27 @@ mod tests {
         assert_eq!(r.u8().unwrap(), 7);
         assert_eq!(r.u16().unwrap(), 65000);
         assert_eq!(r.u32().unwrap(), 123_456);
-        assert_eq!(r.u64().unwrap(), u64::MAX);
+        assert_eq!(r.u64().unwrap(), MAX_COUNT);
         assert_eq!(r.i64().unwrap(), -42);
         assert_eq!(r.f32().unwrap(), 1.5);
         assert!(r.f64().unwrap().is_nan());
         assert_eq!(r.string().unwrap(), "héllo");
         r.finish().unwrap();
+    }
+
+    #[test]
+    fn counters_and_times_beyond_their_range_are_rejected() {
+        let mut w = Writer::new();
+        w.u64(MAX_COUNT + 1);
+        w.i64(MAX_ABS_TIME_MS + 1);
+        w.i64(i64::MIN);
+        w.f64(f64::from_bits(u64::MAX)); // a float's bits are not a counter
+        let b = w.into_bytes();
+        let mut r = Reader::new(&b);
+        assert!(r.u64().is_err());
+        assert!(r.ms().is_err());
+        assert_eq!(r.ms().unwrap(), i64::MIN);
+        assert!(r.f64().unwrap().is_nan());
     }
 
     #[test]
