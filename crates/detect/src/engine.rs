@@ -9,9 +9,9 @@ use crate::features::{Feature, Features};
 use crate::geo::{haversine_km, valid_point};
 use crate::hash::{key32, key32_upper};
 use crate::state::{
-    merchant24, CardState, Located, MerchantState, MerchantSums, Recent, Welford, HORIZON_MS,
-    MERCHANT_BASELINE_TAU_MS, MERCHANT_TAU_MS, RECENT_HIGH_AMOUNT, RECENT_NEW_CATEGORY,
-    RECENT_NEW_MERCHANT,
+    ema_correction, merchant24, CardState, Located, MerchantState, MerchantSums, Recent, Welford,
+    EVENT_ALPHA_LONG, EVENT_ALPHA_SHORT, HORIZON_MS, MERCHANT_BASELINE_TAU_MS, MERCHANT_TAU_MS,
+    RECENT_HIGH_AMOUNT, RECENT_NEW_CATEGORY, RECENT_NEW_MERCHANT,
 };
 
 /// Amounts strictly below this are "micro" transactions (card-testing probes).
@@ -462,6 +462,7 @@ pub(crate) fn compute(
     let mut prev_ms: Option<i64> = None;
     let (mut novel_1h, mut novel_24h, mut high_1h, mut high_24h) = (0u32, 0u32, 0u32, 0u32);
     let mut prev_amount: Option<f64> = None;
+
     let merchant_key = merchant24(v.merchant);
     if merchant_key != 0 {
         distinct[0] = merchant_key;
@@ -803,6 +804,25 @@ fn merchant_features(f: &mut Features, m: &MerchantState, v: &TxView<'_>) {
     if fast.own_z_n > 0.0 {
         f.set(F::MerchantRecentAmountZ, fast.own_z_sum / fast.own_z_n);
     }
+    let e = &m.events;
+    if e.n > 0 {
+        let short = ema_correction(EVENT_ALPHA_SHORT, e.n);
+        let long = ema_correction(EVENT_ALPHA_LONG, e.n);
+        f.set(F::MerchantLast8SuspectShare, e.suspect / short);
+        f.set(F::MerchantLast8ElevatedShare, e.elevated / short);
+        f.set(
+            F::MerchantLast8ElevatedLift,
+            e.elevated / short - e.elevated_long / long,
+        );
+    }
+    if e.z_n > 0 {
+        let short = ema_correction(EVENT_ALPHA_SHORT, e.z_n);
+        let long = ema_correction(EVENT_ALPHA_LONG, e.z_n);
+        f.set(
+            F::MerchantLast8CategoryZShift,
+            e.z / short - e.z_long / long,
+        );
+    }
 }
 
 /// Fold the event into the merchant's state.
@@ -852,5 +872,11 @@ fn apply_merchant(m: &mut MerchantState, v: &TxView<'_>, f: &Features) {
     }
     m.fast.add(&add);
     m.slow.add(&add);
+    let category_z = f.get(Feature::CategoryAmountZscore).map(f64::from);
+    m.events.push(
+        add.suspect > 0.0,
+        category_z.is_some_and(|z| z >= 1.0),
+        category_z,
+    );
     m.dirty = true;
 }

@@ -175,6 +175,20 @@ features! {
     /// Decayed (24 h) mean of `merchant_amount_zscore` over the merchant's transactions:
     /// is this merchant currently charging more than it usually does?
     MerchantRecentAmountZ = "merchant_recent_amount_z",
+    /// Share of "suspect" transactions (see `merchant_suspect_share`) over the merchant's
+    /// last ~8 transactions seen by this engine (an exponential average per transaction,
+    /// weight 1/8, corrected for warm-up); missing for a merchant never seen. Counting in
+    /// transactions rather than hours makes its distribution the same whether the engine
+    /// sees all of the merchant's cards or a random share of them.
+    MerchantLast8SuspectShare = "merchant_last8_suspect_share",
+    /// Share of transactions paying well above their category's norm (category z ≥ 1),
+    /// new card or not, over the merchant's last ~8 transactions (per-transaction average).
+    MerchantLast8ElevatedShare = "merchant_last8_elevated_share",
+    /// `merchant_last8_elevated_share` minus the same share over the last ~64 transactions.
+    MerchantLast8ElevatedLift = "merchant_last8_elevated_lift",
+    /// Mean category z-score over the merchant's last ~8 transactions minus the mean over
+    /// its last ~64: a shift of its tickets against its own recent past.
+    MerchantLast8CategoryZShift = "merchant_last8_category_z_shift",
     /// z-score of `ln(1+amount)` against the merchant's history; missing below 5 transactions.
     MerchantAmountZscore = "merchant_amount_zscore",
     /// z-score of `ln(1+amount)` against all cards in this category; missing below 20 transactions.

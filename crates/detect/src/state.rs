@@ -159,7 +159,7 @@ pub(crate) struct CardState {
 }
 
 const CARD_RECORD_VERSION: u8 = 3;
-const MERCHANT_RECORD_VERSION: u8 = 3;
+const MERCHANT_RECORD_VERSION: u8 = 4;
 
 impl CardState {
     /// Approximate heap + inline bytes used by this card's state.
@@ -402,7 +402,90 @@ pub(crate) struct MerchantState {
     pub(crate) fast: MerchantSums,
     /// Baseline (14 day time constant) decayed sums.
     pub(crate) slow: MerchantSums,
+    /// Per-transaction exponential averages (see [`MerchantEvents`]).
+    pub(crate) events: MerchantEvents,
     pub(crate) dirty: bool,
+}
+
+/// Weight of the newest transaction in the short per-transaction averages (~8 transactions).
+pub(crate) const EVENT_ALPHA_SHORT: f64 = 1.0 / 8.0;
+/// Weight of the newest transaction in the long per-transaction averages (~64 transactions).
+pub(crate) const EVENT_ALPHA_LONG: f64 = 1.0 / 64.0;
+
+/// Exponential averages over a merchant's transactions, one step per transaction (not per
+/// unit of time), so a random share of the merchant's traffic yields the same
+/// distribution of values. Each average starts at 0; readers divide by `1 − (1 − α)^n`
+/// (warm-up correction) with `n` the number of values folded in.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub(crate) struct MerchantEvents {
+    /// Transactions folded into the indicator averages.
+    pub(crate) n: u64,
+    /// Short averages of the "suspect" and "elevated" indicators.
+    pub(crate) suspect: f64,
+    pub(crate) elevated: f64,
+    /// Long average of the "elevated" indicator.
+    pub(crate) elevated_long: f64,
+    /// Transactions with a category z-score folded into the z averages.
+    pub(crate) z_n: u64,
+    /// Short and long averages of the category z-score.
+    pub(crate) z: f64,
+    pub(crate) z_long: f64,
+}
+
+/// The warm-up correction of an exponential average of weight `alpha` after `n` steps.
+pub(crate) fn ema_correction(alpha: f64, n: u64) -> f64 {
+    let steps = i32::try_from(n).unwrap_or(i32::MAX);
+    1.0 - (1.0 - alpha).powi(steps)
+}
+
+impl MerchantEvents {
+    /// Fold one transaction in.
+    pub(crate) fn push(&mut self, suspect: bool, elevated: bool, category_z: Option<f64>) {
+        let step = |avg: &mut f64, alpha: f64, x: f64| *avg += alpha * (x - *avg);
+        self.n += 1;
+        step(
+            &mut self.suspect,
+            EVENT_ALPHA_SHORT,
+            f64::from(u8::from(suspect)),
+        );
+        step(
+            &mut self.elevated,
+            EVENT_ALPHA_SHORT,
+            f64::from(u8::from(elevated)),
+        );
+        step(
+            &mut self.elevated_long,
+            EVENT_ALPHA_LONG,
+            f64::from(u8::from(elevated)),
+        );
+        if let Some(z) = category_z {
+            self.z_n += 1;
+            step(&mut self.z, EVENT_ALPHA_SHORT, z);
+            step(&mut self.z_long, EVENT_ALPHA_LONG, z);
+        }
+    }
+
+    fn encode(&self, w: &mut Writer) {
+        w.u64(self.n);
+        w.f64(self.suspect);
+        w.f64(self.elevated);
+        w.f64(self.elevated_long);
+        w.u64(self.z_n);
+        w.f64(self.z);
+        w.f64(self.z_long);
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(Self {
+            n: r.u64()?,
+            suspect: r.f64()?,
+            elevated: r.f64()?,
+            elevated_long: r.f64()?,
+            z_n: r.u64()?,
+            z: r.f64()?,
+            z_long: r.f64()?,
+        })
+    }
 }
 
 /// Exponentially decayed sums over a merchant's transactions.
@@ -529,6 +612,7 @@ impl MerchantState {
         w.i64(self.decay_ms);
         self.fast.encode(w);
         self.slow.encode(w);
+        self.events.encode(w);
     }
 
     pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
@@ -547,6 +631,7 @@ impl MerchantState {
             decay_ms: r.i64()?,
             fast: MerchantSums::decode(r)?,
             slow: MerchantSums::decode(r)?,
+            events: MerchantEvents::decode(r)?,
             dirty: false,
         })
     }

@@ -1121,3 +1121,56 @@ fn merchant_features_are_invariant_to_partitioning() {
         "the comparison must reject a plain per-engine count"
     );
 }
+
+#[test]
+fn merchant_per_transaction_averages_hand_computed() {
+    let mut e = Engine::default();
+    // 20 grocery purchases of 10.00 elsewhere set the category's statistics.
+    for i in 0..20 {
+        e.process(&rich(
+            &format!("c{i}"),
+            &format!("45000000000001{i:02}"),
+            i,
+            10.0,
+            &format!("o{i}"),
+            "grocery",
+        ));
+    }
+    // A first visit paying far above the category (suspect and elevated), then a
+    // 10.00 purchase by another card (neither).
+    let f1 = e.process(&rich("a", "4600000000000001", 100, 20.0, "shop", "grocery"));
+    let f2 = e.process(&rich("b", "4600000000000002", 200, 10.0, "shop", "grocery"));
+    let z1 = val(&f1, Feature::CategoryAmountZscore);
+    let z2 = val(&f2, Feature::CategoryAmountZscore);
+    assert!(z1 >= 1.0 && z2 < 1.0, "{z1} {z2}");
+    assert_eq!(
+        f1.get(Feature::MerchantLast8SuspectShare),
+        None,
+        "new merchant"
+    );
+    let f = e.process(&rich("c", "4600000000000003", 300, 10.0, "shop", "grocery"));
+    // Weight 1/8 per step, divided by 1 - (7/8)^2 = 15/64: the older value weighs 7/15.
+    let short = 7.0 / 15.0;
+    let long = 63.0 / 127.0; // the same with weight 1/64
+    assert!(close(
+        val(&f, Feature::MerchantLast8SuspectShare),
+        short,
+        1e-6
+    ));
+    assert!(close(
+        val(&f, Feature::MerchantLast8ElevatedShare),
+        short,
+        1e-6
+    ));
+    assert!(close(
+        val(&f, Feature::MerchantLast8ElevatedLift),
+        short - long,
+        1e-6
+    ));
+    let shift = (7.0 * z1 + 8.0 * z2) / 15.0 - (63.0 * z1 + 64.0 * z2) / 127.0;
+    assert!(close(
+        val(&f, Feature::MerchantLast8CategoryZShift),
+        shift,
+        1e-4
+    ));
+}
