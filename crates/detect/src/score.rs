@@ -49,7 +49,7 @@ impl Default for DecisionConfig {
             decline_threshold: 0.9,
             prior: 0.05,
             max_feature_reasons: 3,
-            rule_weight_scale_with_model: 0.5,
+            rule_weight_scale_with_model: 0.25,
         }
     }
 }
