@@ -5,7 +5,7 @@
 //! message) and nothing changes unless all are valid. Broker configs are static here — set them
 //! with `veritas broker` flags — so broker resources get INVALID_REQUEST. The internal topic
 //! `__consumer_offsets` cannot be reconfigured (TOPIC_AUTHORIZATION_FAILED; see
-//! [`internal_topic_refusal`]).
+//! `internal_topic_refusal`).
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
