@@ -160,6 +160,8 @@ pub(crate) struct CardState {
 
 const CARD_RECORD_VERSION: u8 = 3;
 const MERCHANT_RECORD_VERSION: u8 = 4;
+/// Longest hourly ring a version-2 merchant record may hold.
+const LEGACY_MERCHANT_RING: usize = 128;
 
 impl CardState {
     /// Approximate heap + inline bytes used by this card's state.
@@ -615,23 +617,52 @@ impl MerchantState {
         self.events.encode(w);
     }
 
+    /// Decode a merchant record. Records of versions 2 and 3 (before the per-transaction
+    /// averages, and version 2 before the baseline sums and with an hourly ring of recent
+    /// transactions) are migrated, so a detector upgraded in place restores its state: the
+    /// baseline starts from the recent sums (a subset of it) and the per-transaction
+    /// averages from empty (they warm up within a few transactions).
     pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let version = r.u8()?;
-        if version != MERCHANT_RECORD_VERSION {
+        if !(2..=MERCHANT_RECORD_VERSION).contains(&version) {
             return Err(DecodeError::UnsupportedVersion {
                 found: version,
                 supported: MERCHANT_RECORD_VERSION,
             });
         }
+        let count = r.u64()?;
+        let first_ms = r.i64()?;
+        let last_ms = r.i64()?;
+        let log_amount = Welford::decode(r)?;
+        if version == 2 {
+            // The hourly ring of (time, card key) the old merchant features counted.
+            let n = r.len(LEGACY_MERCHANT_RING, "merchant recent events")?;
+            for _ in 0..n {
+                r.i64()?;
+                r.u32()?;
+            }
+        }
+        let decay_ms = r.i64()?;
+        let fast = MerchantSums::decode(r)?;
+        let slow = if version >= 3 {
+            MerchantSums::decode(r)?
+        } else {
+            fast
+        };
+        let events = if version >= 4 {
+            MerchantEvents::decode(r)?
+        } else {
+            MerchantEvents::default()
+        };
         Ok(Self {
-            count: r.u64()?,
-            first_ms: r.i64()?,
-            last_ms: r.i64()?,
-            log_amount: Welford::decode(r)?,
-            decay_ms: r.i64()?,
-            fast: MerchantSums::decode(r)?,
-            slow: MerchantSums::decode(r)?,
-            events: MerchantEvents::decode(r)?,
+            count,
+            first_ms,
+            last_ms,
+            log_amount,
+            decay_ms,
+            fast,
+            slow,
+            events,
             dirty: false,
         })
     }
@@ -658,6 +689,53 @@ pub(crate) fn decode_category(r: &mut Reader<'_>) -> Result<Welford, DecodeError
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn version_2_merchant_records_are_migrated() {
+        // A record as the previous release wrote it: ring of the last hour included.
+        let mut w = Writer::new();
+        w.u8(2);
+        w.u64(7);
+        w.i64(1_000);
+        w.i64(9_000);
+        Welford {
+            n: 7,
+            mean: 3.0,
+            m2: 1.5,
+        }
+        .encode(&mut w);
+        w.len(2);
+        for (ms, card) in [(8_000i64, 11u32), (9_000, 12)] {
+            w.i64(ms);
+            w.u32(card);
+        }
+        w.i64(9_000);
+        let sums: Vec<f64> = (1..=10).map(f64::from).collect();
+        for v in &sums {
+            w.f64(*v);
+        }
+        let bytes = w.into_bytes();
+        let m = MerchantState::decode(&mut Reader::new(&bytes)).unwrap();
+        assert_eq!(
+            (m.count, m.first_ms, m.last_ms, m.decay_ms),
+            (7, 1_000, 9_000, 9_000)
+        );
+        assert_eq!(m.log_amount.mean, 3.0);
+        assert_eq!(m.fast.activity, 1.0);
+        assert_eq!(m.fast.suspect, 10.0);
+        assert_eq!(m.slow, m.fast);
+        assert_eq!(m.events, MerchantEvents::default());
+        // Re-encoded in the current version, it round-trips.
+        let mut w = Writer::new();
+        m.encode(&mut w);
+        let bytes = w.into_bytes();
+        assert_eq!(bytes[0], MERCHANT_RECORD_VERSION);
+        assert_eq!(MerchantState::decode(&mut Reader::new(&bytes)).unwrap(), m);
+        // Versions it never wrote are refused.
+        for v in [1u8, MERCHANT_RECORD_VERSION + 1] {
+            assert!(MerchantState::decode(&mut Reader::new(&[v])).is_err());
+        }
+    }
 
     #[test]
     fn welford_matches_two_pass() {
