@@ -143,7 +143,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     // 2. The model.
     let model = match &args.model {
         Some(p) => super::detect::load_model(p)?,
-        None => cached_or_trained_model(&data_dir, args.seed)?,
+        None => cached_or_trained_model(&data_dir, args.seed, partitions)?,
     };
     eprintln!("model: {}", model.version());
 
@@ -404,9 +404,10 @@ async fn start_broker(
     )
 }
 
-/// The model cached in `data_dir`, or one trained on generated history (and cached).
-fn cached_or_trained_model(data_dir: &Path, seed: u64) -> anyhow::Result<Model> {
-    let path = data_dir.join("model.json");
+/// The model cached in `data_dir`, or one trained on generated history (and cached), replayed
+/// through as many engines as the input topic has partitions, as the detector will serve it.
+fn cached_or_trained_model(data_dir: &Path, seed: u64, partitions: i32) -> anyhow::Result<Model> {
+    let path = data_dir.join(format!("model-p{partitions}.json"));
     if path.exists() {
         match super::detect::load_model(&path) {
             Ok(m) => {
@@ -437,7 +438,8 @@ fn cached_or_trained_model(data_dir: &Path, seed: u64) -> anyhow::Result<Model> 
     } else {
         ProgressBar::hidden()
     };
-    let detector = DetectorConfig::default_toml()?;
+    let mut detector = DetectorConfig::default_toml()?;
+    detector.engine.partitions = partitions.max(1) as u32;
     let replayed = replay_with_progress(&events, &detector.engine, |n| bar.set_position(n as u64));
     bar.finish_and_clear();
     let spinner = if std::io::stderr().is_terminal() {
