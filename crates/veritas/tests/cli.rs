@@ -152,3 +152,85 @@ async fn topics_produce_raw_and_consume_round_trip() {
     .unwrap();
     b.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_list_describe_and_reset_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = BrokerConfig::new(dir.path());
+    c.listen = "127.0.0.1:0".parse().unwrap();
+    c.groups.initial_rebalance_delay = std::time::Duration::from_millis(100);
+    let b = Broker::start(c, &prometheus::Registry::new())
+        .await
+        .unwrap();
+    let bs = b.bootstrap_servers();
+    tokio::task::spawn_blocking(move || {
+        let bs = bs.as_str();
+        veritas(
+            bs,
+            &["topics", "create", "orders", "--partitions", "2"],
+            None,
+        );
+        veritas(bs, &["produce-raw", "orders"], Some("a\nb\nc\nd\ne\n"));
+        // A group member reads everything; its offsets are committed when it closes.
+        let out = veritas(
+            bs,
+            &[
+                "consume",
+                "orders",
+                "--group",
+                "billing",
+                "--from-beginning",
+                "-n",
+                "5",
+            ],
+            None,
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 5);
+
+        let list = json(&veritas(bs, &["groups", "list", "-o", "json"], None));
+        let billing = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["group"] == "billing")
+            .expect("group listed");
+        assert_eq!(billing["state"], "Empty", "the member left");
+
+        let d = json(&veritas(
+            bs,
+            &["groups", "describe", "billing", "-o", "json"],
+            None,
+        ));
+        let committed: i64 = d["offsets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["committed"].as_i64().unwrap())
+            .sum();
+        assert_eq!(committed, 5);
+        assert_eq!(d["total_lag"], 0);
+
+        let r = json(&veritas(
+            bs,
+            &[
+                "groups",
+                "reset-offsets",
+                "billing",
+                "--to-earliest",
+                "-o",
+                "json",
+            ],
+            None,
+        ));
+        assert!(r.as_array().unwrap().iter().all(|p| p["new"] == 0));
+        let d = json(&veritas(
+            bs,
+            &["groups", "describe", "billing", "-o", "json"],
+            None,
+        ));
+        assert_eq!(d["total_lag"], 5, "lag is back to the whole topic");
+    })
+    .await
+    .unwrap();
+    b.shutdown().await.unwrap();
+}
