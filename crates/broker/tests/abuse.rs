@@ -322,7 +322,7 @@ async fn produce_to_a_full_disk_is_refused_with_a_storage_error_and_recovers() {
     let mut errors = std::collections::BTreeMap::new();
     let mut i = 0;
     while i < 2000 && errors.values().sum::<u32>() < 20 {
-        let batch = BatchBuilder::new(1_700_000_000_000)
+        let batch = BatchBuilder::new(now_ms())
             .record(Record::new(None, Some(value(i))))
             .build();
         let resp = c.call(9, &produce_request("full", batch)).await;
@@ -362,7 +362,7 @@ async fn produce_to_a_full_disk_is_refused_with_a_storage_error_and_recovers() {
     let next = acked.len() as i64;
     let started = Instant::now();
     let resp = loop {
-        let batch = BatchBuilder::new(1_700_000_000_000)
+        let batch = BatchBuilder::new(now_ms())
             .record(Record::new(None, Some(value(9999))))
             .build();
         let r = c.call(9, &produce_request("full", batch)).await;

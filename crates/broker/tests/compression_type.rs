@@ -38,7 +38,7 @@ fn records(n: usize, producer_id: i64, sequence: i32) -> Vec<Record> {
             } else {
                 i as i32 - 1
             },
-            timestamp: 1_700_000_000_000 + i as i64,
+            timestamp: now_ms() + i as i64,
             key: Some(Bytes::from(format!("key-{i}"))),
             value: Some(Bytes::from(format!("value-{i}-{}", "x".repeat(i % 40)))),
             headers: [(s("h"), Some(Bytes::from(format!("{i}"))))]

@@ -48,7 +48,7 @@ fn batch() -> bytes::Bytes {
         timestamp_type: TimestampType::Creation,
         offset: 0,
         sequence: -1,
-        timestamp: 1_700_000_000_000,
+        timestamp: now_ms(),
         key: Some(bytes::Bytes::from_static(b"not a group key")),
         value: Some(bytes::Bytes::from_static(b"garbage")),
         headers: Default::default(),

@@ -29,7 +29,7 @@ fn batch(producer_id: i64, epoch: i16, sequence: i32, n: usize) -> Bytes {
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
             sequence: sequence + i as i32,
-            timestamp: 1_700_000_000_000,
+            timestamp: now_ms(),
             key: None,
             value: Some(Bytes::from(format!("v{i}"))),
             headers: Default::default(),

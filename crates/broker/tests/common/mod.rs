@@ -28,6 +28,16 @@ pub fn init_tracing() {
         .try_init();
 }
 
+/// Wall-clock milliseconds. Records written by tests carry recent timestamps: the default
+/// `retention.ms` (seven days) would otherwise delete them under the test's feet, since
+/// [`config`] runs retention every 50 ms.
+pub fn now_ms() -> i64 {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970");
+    i64::try_from(d.as_millis()).expect("millis fit in i64")
+}
+
 /// A broker config for tests: ephemeral port, given data dir.
 pub fn config(dir: &Path) -> BrokerConfig {
     let mut c = BrokerConfig::new(dir);
