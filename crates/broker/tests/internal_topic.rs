@@ -28,6 +28,7 @@ use kafka_protocol::records::{
 const OFFSETS: &str = "__consumer_offsets";
 const INVALID_TOPIC_EXCEPTION: i16 = 17;
 const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
+const INVALID_REQUEST: i16 = 42;
 
 fn s(v: &str) -> StrBytes {
     StrBytes::from_string(v.to_owned())
@@ -111,36 +112,44 @@ async fn clients_cannot_touch_the_offsets_topic() {
         INVALID_TOPIC_EXCEPTION
     );
 
-    for validate_only in [true, false] {
+    // The internal topic is the coordinator's; broker configs are `veritas broker` flags.
+    let refusals = [
+        (2, OFFSETS, TOPIC_AUTHORIZATION_FAILED),
+        (4, "1", INVALID_REQUEST),
+    ];
+    for (validate_only, (resource_type, resource, expected)) in [true, false]
+        .into_iter()
+        .flat_map(|v| refusals.map(|r| (v, r)))
+    {
         let r = c
             .call(
                 2,
                 &AlterConfigsRequest::default()
                     .with_validate_only(validate_only)
                     .with_resources(vec![AlterConfigsResource::default()
-                        .with_resource_type(2)
-                        .with_resource_name(s(OFFSETS))
+                        .with_resource_type(resource_type)
+                        .with_resource_name(s(resource))
                         .with_configs(vec![AlterableConfig::default()
                             .with_name(s("retention.ms"))
                             .with_value(Some(s("1")))])]),
             )
             .await;
-        assert_eq!(r.responses[0].error_code, TOPIC_AUTHORIZATION_FAILED);
+        assert_eq!(r.responses[0].error_code, expected, "{resource}");
         let r = c
             .call(
                 1,
                 &IncrementalAlterConfigsRequest::default()
                     .with_validate_only(validate_only)
                     .with_resources(vec![IncrementalResource::default()
-                        .with_resource_type(2)
-                        .with_resource_name(s(OFFSETS))
+                        .with_resource_type(resource_type)
+                        .with_resource_name(s(resource))
                         .with_configs(vec![IncrementalConfig::default()
                             .with_name(s("cleanup.policy"))
                             .with_config_operation(0)
                             .with_value(Some(s("delete")))])]),
             )
             .await;
-        assert_eq!(r.responses[0].error_code, TOPIC_AUTHORIZATION_FAILED);
+        assert_eq!(r.responses[0].error_code, expected, "{resource}");
     }
 
     let r = c

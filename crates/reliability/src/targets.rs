@@ -116,6 +116,41 @@ pub const LEGACY_VERSIONS: &[(ApiKey, i16, i16, u8)] = &[
     (ApiKey::OffsetFetch, 0, 0, 4),
 ];
 
+/// Calls `$m!` with every request the broker advertises, as `ApiKey variant => message type`:
+/// one list for the decoder target and its seed corpus, so a new API is added to both.
+macro_rules! for_each_request {
+    ($m:ident) => {
+        $m!(
+            Produce => ProduceRequest,
+            Fetch => FetchRequest,
+            ListOffsets => ListOffsetsRequest,
+            Metadata => MetadataRequest,
+            ApiVersions => ApiVersionsRequest,
+            CreateTopics => CreateTopicsRequest,
+            DeleteTopics => DeleteTopicsRequest,
+            DeleteRecords => DeleteRecordsRequest,
+            InitProducerId => InitProducerIdRequest,
+            OffsetForLeaderEpoch => OffsetForLeaderEpochRequest,
+            DescribeConfigs => DescribeConfigsRequest,
+            AlterConfigs => AlterConfigsRequest,
+            CreatePartitions => CreatePartitionsRequest,
+            IncrementalAlterConfigs => IncrementalAlterConfigsRequest,
+            DescribeCluster => DescribeClusterRequest,
+            OffsetCommit => OffsetCommitRequest,
+            OffsetFetch => OffsetFetchRequest,
+            FindCoordinator => FindCoordinatorRequest,
+            JoinGroup => JoinGroupRequest,
+            Heartbeat => HeartbeatRequest,
+            LeaveGroup => LeaveGroupRequest,
+            SyncGroup => SyncGroupRequest,
+            DescribeGroups => DescribeGroupsRequest,
+            ListGroups => ListGroupsRequest,
+            DeleteGroups => DeleteGroupsRequest,
+            OffsetDelete => OffsetDeleteRequest,
+        )
+    };
+}
+
 /// Decodes `body` as the request of `api` at `version` and checks the re-encoding round trip.
 /// Legacy versions go to the `veritas-legacy` decoders instead.
 pub fn decode_request(api: ApiKey, version: i16, body: Bytes) {
@@ -137,34 +172,7 @@ pub fn decode_request(api: ApiKey, version: i16, body: Bytes) {
             }
         };
     }
-    by_api!(
-        Produce => ProduceRequest,
-        Fetch => FetchRequest,
-        ListOffsets => ListOffsetsRequest,
-        Metadata => MetadataRequest,
-        ApiVersions => ApiVersionsRequest,
-        CreateTopics => CreateTopicsRequest,
-        DeleteTopics => DeleteTopicsRequest,
-        DeleteRecords => DeleteRecordsRequest,
-        InitProducerId => InitProducerIdRequest,
-        OffsetForLeaderEpoch => OffsetForLeaderEpochRequest,
-        DescribeConfigs => DescribeConfigsRequest,
-        AlterConfigs => AlterConfigsRequest,
-        CreatePartitions => CreatePartitionsRequest,
-        IncrementalAlterConfigs => IncrementalAlterConfigsRequest,
-        DescribeCluster => DescribeClusterRequest,
-        OffsetCommit => OffsetCommitRequest,
-        OffsetFetch => OffsetFetchRequest,
-        FindCoordinator => FindCoordinatorRequest,
-        JoinGroup => JoinGroupRequest,
-        Heartbeat => HeartbeatRequest,
-        LeaveGroup => LeaveGroupRequest,
-        SyncGroup => SyncGroupRequest,
-        DescribeGroups => DescribeGroupsRequest,
-        ListGroups => ListGroupsRequest,
-        DeleteGroups => DeleteGroupsRequest,
-        OffsetDelete => OffsetDeleteRequest,
-    );
+    for_each_request!(by_api);
 }
 
 fn round_trip<R: Decodable + Encodable + PartialEq + Debug>(mut body: Bytes, version: i16) {
@@ -210,34 +218,7 @@ pub fn request_seeds() -> Vec<(String, Vec<u8>)> {
                     }
                 };
             }
-            let frame = by_api!(
-                Produce => ProduceRequest,
-                Fetch => FetchRequest,
-                ListOffsets => ListOffsetsRequest,
-                Metadata => MetadataRequest,
-                ApiVersions => ApiVersionsRequest,
-                CreateTopics => CreateTopicsRequest,
-                DeleteTopics => DeleteTopicsRequest,
-                DeleteRecords => DeleteRecordsRequest,
-                InitProducerId => InitProducerIdRequest,
-                OffsetForLeaderEpoch => OffsetForLeaderEpochRequest,
-                DescribeConfigs => DescribeConfigsRequest,
-                AlterConfigs => AlterConfigsRequest,
-                CreatePartitions => CreatePartitionsRequest,
-                IncrementalAlterConfigs => IncrementalAlterConfigsRequest,
-                DescribeCluster => DescribeClusterRequest,
-                OffsetCommit => OffsetCommitRequest,
-                OffsetFetch => OffsetFetchRequest,
-                FindCoordinator => FindCoordinatorRequest,
-                JoinGroup => JoinGroupRequest,
-                Heartbeat => HeartbeatRequest,
-                LeaveGroup => LeaveGroupRequest,
-                SyncGroup => SyncGroupRequest,
-                DescribeGroups => DescribeGroupsRequest,
-                ListGroups => ListGroupsRequest,
-                DeleteGroups => DeleteGroupsRequest,
-                OffsetDelete => OffsetDeleteRequest,
-            );
+            let frame = for_each_request!(by_api);
             if let Some(frame) = frame {
                 out.push((format!("{api:?}-v{version}"), frame));
             }

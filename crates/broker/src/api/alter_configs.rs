@@ -5,7 +5,7 @@
 //! message) and nothing changes unless all are valid. Broker configs are static here — set them
 //! with `veritas broker` flags — so broker resources get INVALID_REQUEST. The internal topic
 //! `__consumer_offsets` cannot be reconfigured (TOPIC_AUTHORIZATION_FAILED; see
-//! `internal_topic_refusal`).
+//! `refusal`).
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
@@ -19,19 +19,28 @@ use crate::config::TopicConfig;
 /// Versions served.
 pub const VERSIONS: VersionRange = VersionRange { min: 0, max: 2 };
 
-/// The refusal of a config change to an internal topic: `__consumer_offsets` is configured by
-/// the group coordinator, whose store relies on it (compaction, no time retention); a
-/// changed retention could delete live offsets. Kafka itself accepts such changes; this broker
-/// answers TOPIC_AUTHORIZATION_FAILED, as for deleting or growing the topic.
-pub(crate) fn internal_topic_refusal(
-    ctx: &Ctx<'_>,
-    name: &str,
-) -> Option<crate::cluster::ClusterError> {
+/// Why a config change to this resource is refused before its configs are looked at, as an
+/// error code and message, shared with IncrementalAlterConfigs: broker resources are static
+/// here (INVALID_REQUEST: set them with `veritas broker` flags), and `__consumer_offsets` is
+/// configured by the group coordinator, whose store relies on it (compaction, no time
+/// retention; a changed retention could delete live offsets). Kafka itself accepts changes to
+/// the internal topic; this broker answers TOPIC_AUTHORIZATION_FAILED, as for deleting or
+/// growing it.
+pub(crate) fn refusal(ctx: &Ctx<'_>, resource_type: i8, name: &str) -> Option<(i16, String)> {
+    if resource_type != TOPIC {
+        return Some((
+            ResponseError::InvalidRequest.code(),
+            "broker configs are static; set them with veritas broker flags".into(),
+        ));
+    }
     ctx.shared
         .cluster
         .topic(name)
         .filter(|t| t.internal)
-        .map(|t| crate::cluster::ClusterError::Internal(t.name.to_string()))
+        .map(|t| {
+            let e = crate::cluster::ClusterError::Internal(t.name.to_string());
+            (e.code(), e.to_string())
+        })
 }
 
 /// Handles AlterConfigs.
@@ -43,17 +52,10 @@ pub async fn handle(ctx: &Ctx<'_>, req: AlterConfigsRequest) -> AlterConfigsResp
             let r = AlterConfigsResourceResponse::default()
                 .with_resource_type(res.resource_type)
                 .with_resource_name(res.resource_name.clone());
-            if res.resource_type != TOPIC {
+            if let Some((code, message)) = refusal(ctx, res.resource_type, &res.resource_name) {
                 return r
-                    .with_error_code(ResponseError::InvalidRequest.code())
-                    .with_error_message(Some(sb(
-                        "broker configs are static; set them with veritas broker flags",
-                    )));
-            }
-            if let Some(refusal) = internal_topic_refusal(ctx, &res.resource_name) {
-                return r
-                    .with_error_code(refusal.code())
-                    .with_error_message(Some(sb(refusal.to_string())));
+                    .with_error_code(code)
+                    .with_error_message(Some(sb(message)));
             }
             if ctx.shared.cluster.topic(&res.resource_name).is_none() {
                 // Kafka looks the topic up before it validates the configs.

@@ -7,13 +7,11 @@
 //! Broker resources: INVALID_REQUEST (broker configs are static flags). The internal topic
 //! `__consumer_offsets`: TOPIC_AUTHORIZATION_FAILED, as for AlterConfigs.
 
-use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse};
 use kafka_protocol::protocol::VersionRange;
 
-use super::alter_configs::internal_topic_refusal;
-use super::describe_configs::TOPIC;
+use super::alter_configs::refusal;
 use super::{first_error, sb, Ctx, Outcome};
 use crate::config::ConfigError;
 
@@ -33,17 +31,10 @@ pub async fn handle(
             let r = AlterConfigsResourceResponse::default()
                 .with_resource_type(res.resource_type)
                 .with_resource_name(res.resource_name.clone());
-            if res.resource_type != TOPIC {
+            if let Some((code, message)) = refusal(ctx, res.resource_type, &res.resource_name) {
                 return r
-                    .with_error_code(ResponseError::InvalidRequest.code())
-                    .with_error_message(Some(sb(
-                        "broker configs are static; set them with veritas broker flags",
-                    )));
-            }
-            if let Some(refusal) = internal_topic_refusal(ctx, &res.resource_name) {
-                return r
-                    .with_error_code(refusal.code())
-                    .with_error_message(Some(sb(refusal.to_string())));
+                    .with_error_code(code)
+                    .with_error_message(Some(sb(message)));
             }
             let outcome =
                 ctx.shared
