@@ -67,7 +67,7 @@ start_broker() { # auto-create: true|false
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   data=$(mktemp -d "$work/data.XXXXXX")
   "$veritas" broker --listen "127.0.0.1:$port" --data-dir "$data" --default-partitions 4 \
-    --auto-create-topics "$1" --retention-ms -1 --log warn >>"$work/broker.log" 2>&1 &
+    --auto-create-topics "$1" --retention-ms -1 --log info >>"$work/broker.log" 2>&1 &
   broker_pid=$!
   for _ in $(seq 1 300); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
@@ -160,6 +160,9 @@ for r in "${results[@]}"; do
   cat "$r"
 done
 if [ "$failed" != 0 ]; then
+  # The broker's side of a failure: group joins, rebalances and topic changes are logged at
+  # info (about 300 KB for the whole suite); the work directory is gone after the run.
+  echo "--- broker log (last 150 lines of $work/broker.log)"; tail -n 150 "$work/broker.log"
   echo "librdkafka suite: FAILED"; exit 1
 fi
 echo "librdkafka suite: all passed"
