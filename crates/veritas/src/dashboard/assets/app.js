@@ -426,7 +426,7 @@
         spark.append(bar);
       }
       rows.push(h("tr", { class: "topic-row", "data-topic": t.name },
-        h("td", { class: "topic" }, toggle, t.name),
+        h("td", { class: "topic", title: t.name }, toggle, h("span", { class: "name" }, t.name)),
         h("td", { class: "r" }, t.partitions.length),
         h("td", { class: "r" }, fmtInt(sum(ends))),
         h("td", null, spark),
