@@ -73,7 +73,13 @@ start_broker() { # auto-create: true|false
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
     sleep 0.1
   done
-  printf 'bootstrap.servers=127.0.0.1:%s\nbroker.address.family=v4\n' "$port" >test.conf
+  # librdkafka re-seeds rand() with the current millisecond (0-999) when a test creates its
+  # first client, and the tests draw their "random" topic and group names from rand(): two
+  # invocations started in the same millisecond then share names, and one test's consumers join
+  # the other's group. Each invocation gets its own TEST_SEED instead (from its process id, unique
+  # among the invocations running at once; see run below).
+  printf 'bootstrap.servers=127.0.0.1:%s\nbroker.address.family=v4\nenable.random.seed=false\n' \
+    "$port" >test.conf
 }
 
 # run LOG NAME SCENARIO TESTS [SUBTESTS]: one test-runner invocation through run-test.sh (which
@@ -81,6 +87,7 @@ start_broker() { # auto-create: true|false
 # its output to LOG and, last, a result line to LOG.result.
 run() {
   local log=$1 name=$2 scenario=$3 tests=$4 subtests=${5:-} status=0 t0=$SECONDS
+  TEST_SEED=$(((BASHPID << 15 ^ RANDOM) & 0x7fffffff)) \
   TESTS=$tests SUBTESTS=$subtests TEST_SCENARIO=$scenario ./run-test.sh -E -L -p"${RDK_PARALLEL:-2}" \
     >"$log" 2>&1 </dev/null || status=$?
   if [ "$status" = 0 ] && ! grep -q 'TEST FAILURE' "$log"; then
