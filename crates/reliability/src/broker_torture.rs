@@ -540,17 +540,8 @@ pub fn run(cfg: &TortureConfig) -> anyhow::Result<TortureReport> {
 /// [`run`], also returning the main topic's records as read back at the end.
 pub fn run_keeping_records(cfg: &TortureConfig) -> anyhow::Result<(TortureReport, Partitions)> {
     let started = Instant::now();
-    let tmp;
-    let work: PathBuf = match &cfg.work_dir {
-        Some(d) => {
-            std::fs::create_dir_all(d)?;
-            d.clone()
-        }
-        None => {
-            tmp = tempfile::tempdir()?;
-            tmp.path().to_path_buf()
-        }
-    };
+    let work_dir = crate::process::WorkDir::new(cfg.work_dir.as_deref())?;
+    let work = work_dir.path();
     let data_dir = work.join("data");
     let log = work.join("broker.log");
     let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed);

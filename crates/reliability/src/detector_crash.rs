@@ -286,17 +286,8 @@ fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) -> an
 /// Runs the detector crash test.
 pub fn run(cfg: &DetectorCrashConfig) -> anyhow::Result<DetectorCrashReport> {
     let started = Instant::now();
-    let tmp;
-    let work: PathBuf = match &cfg.work_dir {
-        Some(d) => {
-            std::fs::create_dir_all(d)?;
-            d.clone()
-        }
-        None => {
-            tmp = tempfile::tempdir()?;
-            tmp.path().to_path_buf()
-        }
-    };
+    let work_dir = crate::process::WorkDir::new(cfg.work_dir.as_deref())?;
+    let work = work_dir.path();
     let exe = cfg.veritas.as_path();
     let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed);
     let broker = BrokerProcess::start(exe, &work.join("data"), &[], &work.join("broker.log"))?;

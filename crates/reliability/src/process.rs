@@ -31,6 +31,40 @@ pub fn find_veritas(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
     )
 }
 
+/// A run's working directory: the one asked for (created if missing, kept afterwards), or a
+/// temporary one removed when this is dropped.
+pub struct WorkDir {
+    path: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl WorkDir {
+    /// `dir` if given, else a fresh temporary directory.
+    pub fn new(dir: Option<&Path>) -> anyhow::Result<WorkDir> {
+        Ok(match dir {
+            Some(d) => {
+                std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+                WorkDir {
+                    path: d.to_path_buf(),
+                    _tmp: None,
+                }
+            }
+            None => {
+                let tmp = tempfile::tempdir().context("creating a temporary directory")?;
+                WorkDir {
+                    path: tmp.path().to_path_buf(),
+                    _tmp: Some(tmp),
+                }
+            }
+        })
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
 /// A free loopback port, chosen by the OS (bound and released: the broker binds it next).
 pub fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
