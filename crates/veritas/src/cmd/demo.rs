@@ -377,6 +377,10 @@ async fn start_broker(
     for attempt in 0..20u16 {
         let mut cfg = BrokerConfig::new(dir);
         cfg.listen = addr;
+        // The demo's detector group starts with one member; waiting Kafka's default 3 s for
+        // more only holds back the first decisions (Kafka's own single-node quickstarts set
+        // group.initial.rebalance.delay.ms to 0 for the same reason; so does docker-compose.yml).
+        cfg.groups.initial_rebalance_delay = Duration::ZERO;
         // Binding comes before any metric is registered, so a failed attempt leaves the
         // registry untouched and the next port can be tried with it.
         match Broker::start(cfg, registry).await {
