@@ -11,85 +11,22 @@
 //! (`QUALITY_TRAIN_PARTITIONS` overrides the training split, e.g. `1` to see what a model
 //! trained on one engine does when served by six).
 //!
-//! `QUALITY_SHARED_LAG_MIN=L` measures a design not built into `veritas detect` yet: merchant
-//! (and category) state shared by all partitions, as if every partition's engine read a
-//! table built from the whole stream and brought up to date to `L` minutes before each
-//! event (the `merchant_*` and `category_amount_zscore` features come from that table; card
-//! features stay per partition). Training and scoring both use it.
+//! `QUALITY_SHARED_INTERVAL_MIN=M` measures merchant (and category) state shared by all
+//! partitions, not wired into `veritas detect` yet: every partition's engine reads the
+//! `merchant_*` and `category_amount_zscore` features from a
+//! [`veritas_detect::shared::SharedTable`] built from the whole stream and frozen every `M`
+//! minutes of event time (so 1–2 intervals old); card features stay per partition.
+//! Training and scoring both use it.
 //!
 //! `cargo run --release -p veritas-detect --example quality -- [customers] [seed] [days] [train_days] [partitions]`
 
 use std::time::Instant;
 
 use veritas_detect::eval::{evaluate, Scored};
-use veritas_detect::gbdt::Dataset;
-use veritas_detect::training::{replay, train_model, Replayed, TrainConfig};
-use veritas_detect::{
-    partition_of, Detector, DetectorConfig, Engine, EngineConfig, Feature, Features, NUM_FEATURES,
-};
-use veritas_events::{Generator, GeneratorConfig, LabelledTransaction};
-
-/// A table of merchant and category state built from every partition's events, applied
-/// up to `lag_ms` before the event being scored (see the module docs).
-struct SharedTable<'a> {
-    engine: Engine,
-    events: &'a [LabelledTransaction],
-    next: usize,
-    lag_ms: i64,
-}
-
-impl<'a> SharedTable<'a> {
-    fn new(events: &'a [LabelledTransaction], cfg: &EngineConfig, lag_ms: i64) -> Self {
-        Self {
-            engine: Engine::new(cfg.clone()),
-            events,
-            next: 0,
-            lag_ms,
-        }
-    }
-
-    /// Replace the shared features of `events[i]` (events in time order) with the table's,
-    /// after folding in every earlier event at least `lag_ms` older.
-    fn overlay(&mut self, i: usize, f: &mut Features) {
-        let tx = &self.events[i].tx;
-        let until = tx.timestamp.timestamp_millis() - self.lag_ms;
-        while self.next < i && self.events[self.next].tx.timestamp.timestamp_millis() <= until {
-            self.engine.process(&self.events[self.next].tx);
-            self.next += 1;
-        }
-        let g = self.engine.peek(tx);
-        for &feature in Feature::ALL {
-            let name = feature.name();
-            if (name.starts_with("merchant_") && feature != Feature::MerchantNew)
-                || feature == Feature::CategoryAmountZscore
-            {
-                f.set_opt(feature, g.get(feature).map(f64::from));
-            }
-        }
-    }
-}
-
-/// `replay` with the shared table of `lag_ms`.
-fn replay_shared(events: &[LabelledTransaction], cfg: &EngineConfig, lag_ms: i64) -> Replayed {
-    let partitions = cfg.partitions.max(1);
-    let mut engines: Vec<Engine> = (0..partitions).map(|_| Engine::new(cfg.clone())).collect();
-    let mut table = SharedTable::new(events, cfg, lag_ms);
-    let mut out = Replayed {
-        dataset: Dataset::new(NUM_FEATURES),
-        timestamps: Vec::with_capacity(events.len()),
-        scenarios: Vec::with_capacity(events.len()),
-    };
-    for (i, e) in events.iter().enumerate() {
-        let p = partition_of(&e.tx.card_number, partitions) as usize;
-        let mut f = engines[p].process(&e.tx);
-        table.overlay(i, &mut f);
-        if out.dataset.push(f.as_slice(), e.label.is_fraud).is_ok() {
-            out.timestamps.push(e.tx.timestamp.timestamp_millis());
-            out.scenarios.push(e.label.scenario.clone());
-        }
-    }
-    out
-}
+use veritas_detect::shared::SingleStream;
+use veritas_detect::training::{replay, train_model, TrainConfig};
+use veritas_detect::{partition_of, Detector, DetectorConfig};
+use veritas_events::{Generator, GeneratorConfig};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
@@ -114,7 +51,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let start = generator.start();
     let mut events: Vec<_> = generator.collect();
     events.sort_by_key(|e| e.tx.timestamp);
-    let shared_lag_ms: Option<i64> = std::env::var("QUALITY_SHARED_LAG_MIN")
+    let shared_interval_ms: Option<i64> = std::env::var("QUALITY_SHARED_INTERVAL_MIN")
         .ok()
         .map(|s| s.parse::<f64>())
         .transpose()?
@@ -132,10 +69,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut config = DetectorConfig::default();
     config.engine.partitions = train_partitions;
     let t = Instant::now();
-    let data = match shared_lag_ms {
-        Some(lag) => replay_shared(&events[..n_train], &config.engine, lag),
-        None => replay(&events[..n_train], &config.engine),
-    };
+    if let Some(ms) = shared_interval_ms {
+        config.engine.shared_merchants = true;
+        config.engine.shared_interval_secs = (ms / 1000).max(1) as u64;
+    }
+    let data = replay(&events[..n_train], &config.engine);
     eprintln!(
         "replayed training history in {:.1} s",
         t.elapsed().as_secs_f64()
@@ -182,16 +120,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut scored = Vec::with_capacity(events.len() - n_train);
     let mut model_only = Vec::with_capacity(events.len() - n_train);
     let mut feats = Vec::with_capacity(events.len() - n_train);
-    let mut table = shared_lag_ms.map(|lag| SharedTable::new(&events, &config.engine, lag));
+    let mut shared = config
+        .engine
+        .shared_merchants
+        .then(|| SingleStream::new(&config.engine, config.engine.shared_interval_ms()));
     let t = Instant::now();
     for (i, e) in events.iter().enumerate() {
         let p = partition_of(&e.tx.card_number, partitions) as usize;
         let detector = &mut detectors[p];
         let t0 = Instant::now();
-        let mut features = detector.engine_mut().process(&e.tx);
-        if let Some(table) = table.as_mut() {
-            table.overlay(i, &mut features);
-        }
+        let features = match shared.as_mut() {
+            Some(stream) => {
+                let snapshot = stream.next(&e.tx);
+                detector.engine_mut().process_shared(&e.tx, &snapshot).0
+            }
+            None => detector.engine_mut().process(&e.tx),
+        };
         let a = detector.assess_features(features);
         let d = detector.decide(&e.tx, &a);
         let us = t0.elapsed().as_micros() as u64;

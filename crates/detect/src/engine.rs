@@ -8,6 +8,7 @@ use veritas_events::{Channel, Transaction};
 use crate::features::{Feature, Features};
 use crate::geo::{haversine_km, valid_point};
 use crate::hash::{key32, key32_upper};
+use crate::shared::SharedSnapshot;
 use crate::state::{
     ema_correction, merchant24, CardState, Located, MerchantState, MerchantSums, Recent, Welford,
     EVENT_ALPHA_LONG, EVENT_ALPHA_SHORT, HORIZON_MS, MERCHANT_BASELINE_TAU_MS, MERCHANT_TAU_MS,
@@ -62,6 +63,14 @@ pub struct EngineConfig {
     /// through this many engines, split by [`crate::partition_of`], so the model is
     /// trained on merchant-level features as thin as the ones it will be served.
     pub partitions: u32,
+    /// Read merchant and category features from state shared by every partition (a
+    /// [`crate::shared::SharedTable`] built from the whole input, frozen every
+    /// `shared_interval_secs` of event time) instead of this engine's share of it. Training
+    /// and serving must agree: a model records which it was trained with.
+    pub shared_merchants: bool,
+    /// Event time between snapshots of the shared state (an event reads the state one to
+    /// two intervals old). At least the lateness bound.
+    pub shared_interval_secs: u64,
 }
 
 impl Default for EngineConfig {
@@ -73,11 +82,28 @@ impl Default for EngineConfig {
             max_merchants: 1_000_000,
             max_clock_step_secs: 86_400,
             partitions: 6,
+            shared_merchants: false,
+            shared_interval_secs: 3600,
         }
     }
 }
 
 impl EngineConfig {
+    /// The snapshot interval of shared merchant state, in milliseconds.
+    pub fn shared_interval_ms(&self) -> i64 {
+        i64::try_from(self.shared_interval_secs.saturating_mul(1000)).unwrap_or(i64::MAX)
+    }
+
+    /// How merchant state is kept, as recorded in model files: `"partition"` or
+    /// `"shared:<interval secs>"`.
+    pub fn merchant_state(&self) -> String {
+        if self.shared_merchants {
+            format!("shared:{}", self.shared_interval_secs)
+        } else {
+            "partition".to_owned()
+        }
+    }
+
     fn lateness_ms(&self) -> i64 {
         i64::try_from(self.lateness_secs.saturating_mul(1000)).unwrap_or(i64::MAX)
     }
@@ -287,6 +313,25 @@ impl Engine {
 
     /// Like [`Engine::process`], also telling how the event related to its card's timeline.
     pub fn process_with_arrival(&mut self, tx: &Transaction) -> (Features, Arrival) {
+        self.process_inner(tx, None)
+    }
+
+    /// Like [`Engine::process_with_arrival`], with the merchant and category features read
+    /// from `shared` (state built from every partition, see [`crate::shared`]) instead of
+    /// this engine's own merchant and category state, which the event does not touch.
+    pub fn process_shared(
+        &mut self,
+        tx: &Transaction,
+        shared: &SharedSnapshot,
+    ) -> (Features, Arrival) {
+        self.process_inner(tx, Some(shared))
+    }
+
+    fn process_inner(
+        &mut self,
+        tx: &Transaction,
+        shared: Option<&SharedSnapshot>,
+    ) -> (Features, Arrival) {
         let v = TxView::new(tx);
         self.stats.events += 1;
         if v.ms > self.watermark {
@@ -316,6 +361,26 @@ impl Engine {
             ..
         } = self;
         let card = cards.get_mut(tx.card_number.as_str());
+        if let Some(shared) = shared {
+            let merchant = v.merchant_id.and_then(|m| shared.merchants.get(m));
+            let cat = (v.category != 0)
+                .then(|| shared.categories.get(&v.category))
+                .flatten();
+            let features = compute(card.as_deref(), merchant, cat, &v);
+            let arrival = arrival_of(card.as_deref(), &v, lateness);
+            match arrival {
+                Arrival::InOrder => {}
+                Arrival::Late => stats.late_accepted += 1,
+                Arrival::TooLate => {
+                    stats.too_late += 1;
+                    return (features, arrival);
+                }
+            }
+            if let Some(c) = fold_card(card, &v, &features) {
+                cards.insert(tx.card_number.clone(), c);
+            }
+            return (features, arrival);
+        }
         let merchants_full = merchants.len() >= max_merchants;
         let merchant = v.merchant_id.and_then(|m| merchants.get_mut(m));
         let cat = if v.category != 0 {
@@ -325,16 +390,7 @@ impl Engine {
         };
         let features = compute(card.as_deref(), merchant.as_deref(), cat.as_deref(), &v);
 
-        let arrival = match card.as_deref() {
-            Some(c) if v.ms < c.last_ms => {
-                if c.last_ms - v.ms <= lateness {
-                    Arrival::Late
-                } else {
-                    Arrival::TooLate
-                }
-            }
-            _ => Arrival::InOrder,
-        };
+        let arrival = arrival_of(card.as_deref(), &v, lateness);
         match arrival {
             Arrival::InOrder => {}
             Arrival::Late => stats.late_accepted += 1,
@@ -348,13 +404,8 @@ impl Engine {
             }
         }
 
-        match card {
-            Some(c) => apply_card(c, &v, &features),
-            None => {
-                let mut c = CardState::default();
-                apply_card(&mut c, &v, &features);
-                cards.insert(tx.card_number.clone(), c);
-            }
+        if let Some(c) = fold_card(card, &v, &features) {
+            cards.insert(tx.card_number.clone(), c);
         }
         if let Some(mid) = v.merchant_id {
             match merchant {
@@ -421,6 +472,39 @@ impl Engine {
                 merchants = evicted.1,
                 "evicted idle state"
             );
+        }
+    }
+}
+
+/// How an event relates to its card's timeline.
+fn arrival_of(card: Option<&CardState>, v: &TxView<'_>, lateness_ms: i64) -> Arrival {
+    match card {
+        Some(c) if v.ms < c.last_ms => {
+            if c.last_ms - v.ms <= lateness_ms {
+                Arrival::Late
+            } else {
+                Arrival::TooLate
+            }
+        }
+        _ => Arrival::InOrder,
+    }
+}
+
+/// Fold the event into its card's state; on the card's first event, the new state to insert.
+fn fold_card(
+    card: Option<&mut CardState>,
+    v: &TxView<'_>,
+    features: &Features,
+) -> Option<CardState> {
+    match card {
+        Some(c) => {
+            apply_card(c, v, features);
+            None
+        }
+        None => {
+            let mut c = CardState::default();
+            apply_card(&mut c, v, features);
+            Some(c)
         }
     }
 }

@@ -52,6 +52,18 @@ pub enum DetectError {
         /// Version this build reads.
         supported: u32,
     },
+    /// The model was trained with merchant state kept another way than configured.
+    #[error(
+        "model was trained with merchant state `{model}` but the engine is configured for \
+         `{configured}` ([engine] shared_merchants / shared_interval_secs); retrain the model \
+         with `veritas train` under the same configuration"
+    )]
+    MerchantStateMismatch {
+        /// What the model file records.
+        model: String,
+        /// What the configuration says.
+        configured: String,
+    },
     /// The model was trained on a different feature set than this engine computes.
     #[error(
         "model was built for feature set {found} ({found_count} features) but this engine computes \

@@ -22,6 +22,8 @@
 //! * [`gbdt`] is a histogram gradient-boosting learner; [`Model`] is its versioned,
 //!   feature-set-fingerprinted file format.
 //! * [`Detector`] ties engine, rules and model into [`Decision`] records.
+//! * [`shared`] builds merchant and category state from every partition, frozen at
+//!   event-time boundaries, so partitioned engines can read the same merchant evidence.
 //! * [`training`] replays labelled history to fit a model; [`eval`] computes metrics.
 //!
 //! The design is documented in `docs/detection.md`.
@@ -39,6 +41,7 @@ mod hash;
 mod model;
 mod rules;
 mod score;
+pub mod shared;
 mod snapshot;
 mod state;
 pub mod training;

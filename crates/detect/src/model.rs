@@ -69,6 +69,9 @@ pub struct ModelMeta {
     pub importance: Vec<(String, f64)>,
     /// Free-form note (e.g. the training command).
     pub note: String,
+    /// How merchant state was kept in training ([`crate::EngineConfig::merchant_state`]);
+    /// empty in files written before it was recorded (they were trained per partition).
+    pub merchant_state: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -21,6 +21,7 @@ use crate::features::{Feature, Features, NUM_FEATURES};
 use crate::gbdt::sigmoid;
 use crate::model::Model;
 use crate::rules::{RuleHit, RulesConfig};
+use crate::shared::SharedSnapshot;
 
 /// The default configuration file, `config/rules.toml`.
 pub const DEFAULT_CONFIG_TOML: &str = include_str!("../../../config/rules.toml");
@@ -67,6 +68,26 @@ pub struct DetectorConfig {
 }
 
 impl DetectorConfig {
+    /// Check that `model` was trained with merchant state kept the way this configuration
+    /// serves it (per partition, or shared with the same interval).
+    pub fn check_model(&self, model: &Model) -> Result<(), DetectError> {
+        let recorded = model.meta().merchant_state.as_str();
+        let trained = if recorded.is_empty() {
+            "partition"
+        } else {
+            recorded
+        };
+        let configured = self.engine.merchant_state();
+        if trained == configured {
+            Ok(())
+        } else {
+            Err(DetectError::MerchantStateMismatch {
+                model: trained.to_owned(),
+                configured,
+            })
+        }
+    }
+
     /// Parse and validate a TOML configuration.
     pub fn from_toml(text: &str) -> Result<Self, DetectError> {
         let cfg: DetectorConfig =
@@ -309,6 +330,14 @@ impl Detector {
     /// Process one transaction: features from past state, state update, score, decision.
     pub fn process(&mut self, tx: &Transaction) -> Decision {
         let features = self.engine.process(tx);
+        let a = self.assess_features(features);
+        self.decide(tx, &a)
+    }
+
+    /// [`Detector::process`] with merchant and category features from shared state
+    /// ([`crate::shared`]).
+    pub fn process_shared(&mut self, tx: &Transaction, shared: &SharedSnapshot) -> Decision {
+        let features = self.engine.process_shared(tx, shared).0;
         let a = self.assess_features(features);
         self.decide(tx, &a)
     }

@@ -674,6 +674,34 @@ fn trained_model() -> Model {
 }
 
 #[test]
+fn a_model_serves_only_the_merchant_state_it_was_trained_with() {
+    let shared = |on: bool| {
+        let mut c = DetectorConfig::default();
+        c.engine.shared_merchants = on;
+        c
+    };
+    // Files from before the field existed were trained per partition.
+    let old = Model::from_json(&trained_model().to_json()).unwrap();
+    assert!(shared(false).check_model(&old).is_ok());
+    let err = shared(true).check_model(&old).unwrap_err();
+    assert!(
+        err.to_string().contains("`partition`") && err.to_string().contains("`shared:3600`"),
+        "{err}"
+    );
+    let t = gbdt::train(&synthetic(1500, 4), None, &small_params(), |_| {}).unwrap();
+    let meta = ModelMeta {
+        merchant_state: "shared:3600".into(),
+        ..ModelMeta::default()
+    };
+    let m = Model::from_json(&Model::new(t.ensemble, meta).to_json()).unwrap();
+    assert!(shared(true).check_model(&m).is_ok());
+    assert!(shared(false).check_model(&m).is_err());
+    let mut other_interval = shared(true);
+    other_interval.engine.shared_interval_secs = 1800;
+    assert!(other_interval.check_model(&m).is_err());
+}
+
+#[test]
 fn model_round_trip_and_contributions() {
     let m = trained_model();
     let json = m.to_json();

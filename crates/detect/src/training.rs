@@ -9,6 +9,7 @@ use crate::eval::{average_precision, recall_at_precision, roc_auc};
 use crate::features::{Feature, NUM_FEATURES};
 use crate::gbdt::{self, sigmoid, Dataset, GbdtParams, TrainProgress};
 use crate::model::{Model, ModelMeta};
+use crate::shared::SingleStream;
 
 /// Features and labels of labelled events, in replay (event-time) order.
 #[derive(Debug, Clone, Default)]
@@ -19,6 +20,8 @@ pub struct Replayed {
     pub timestamps: Vec<i64>,
     /// Scenario of each row.
     pub scenarios: Vec<Option<String>>,
+    /// How merchant state was kept ([`EngineConfig::merchant_state`]).
+    pub merchant_state: String,
 }
 
 /// Replay `events` in timestamp order (stable for equal times) through fresh engines,
@@ -45,14 +48,23 @@ pub fn replay_with_progress(
         dataset: Dataset::new(NUM_FEATURES),
         timestamps: Vec::with_capacity(events.len()),
         scenarios: Vec::with_capacity(events.len()),
+        merchant_state: cfg.merchant_state(),
     };
+    // Shared merchant state: one table fed the whole history in time order, which freezes
+    // the snapshots a table over the live topic's partitions freezes.
+    let mut shared = cfg
+        .shared_merchants
+        .then(|| SingleStream::new(cfg, cfg.shared_interval_ms()));
     for (done, &i) in order.iter().enumerate() {
         let e = &events[i];
         let p = crate::partition_of(&e.tx.card_number, partitions) as usize;
         let Some(engine) = engines.get_mut(p) else {
             continue;
         };
-        let f = engine.process(&e.tx);
+        let f = match shared.as_mut() {
+            Some(stream) => engine.process_shared(&e.tx, &stream.next(&e.tx)).0,
+            None => engine.process(&e.tx),
+        };
         // The row length always equals NUM_FEATURES, so push cannot fail.
         if out.dataset.push(f.as_slice(), e.label.is_fraud).is_ok() {
             out.timestamps.push(e.tx.timestamp.timestamp_millis());
@@ -206,6 +218,7 @@ pub fn train_model(
         scale_pos_weight: trained.scale_pos_weight,
         importance: importance.into_iter().take(15).collect(),
         note: String::new(),
+        merchant_state: data.merchant_state.clone(),
     };
     let model = Model::new(trained.ensemble, meta).with_calibration(calibration.0, calibration.1);
     Ok((model, report))
@@ -221,6 +234,48 @@ pub fn parse_time_ms(text: &str) -> Result<i64, DetectError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shared_merchant_replay_does_not_depend_on_the_partition_count() {
+        let events: Vec<LabelledTransaction> =
+            veritas_events::Generator::new(veritas_events::GeneratorConfig {
+                seed: 3,
+                customers: 300,
+                days: Some(4),
+                ..veritas_events::GeneratorConfig::default()
+            })
+            .unwrap()
+            .collect();
+        let replay_with = |partitions: u32, shared: bool| {
+            let cfg = EngineConfig {
+                partitions,
+                shared_merchants: shared,
+                ..EngineConfig::default()
+            };
+            replay(&events, &cfg)
+        };
+        let one = replay_with(1, true);
+        let six = replay_with(6, true);
+        assert_eq!(one.merchant_state, "shared:3600");
+        assert_eq!(one.dataset.len(), events.len());
+        let differing = |a: &Replayed, b: &Replayed| {
+            (0..a.dataset.len())
+                .filter(|&i| {
+                    let (x, y) = (a.dataset.row(i), b.dataset.row(i));
+                    x.iter().zip(y).any(|(p, q)| p.to_bits() != q.to_bits())
+                })
+                .count()
+        };
+        assert_eq!(
+            differing(&one, &six),
+            0,
+            "shared state must not depend on the split"
+        );
+        // The control: merchant state per partition does.
+        let (one_local, six_local) = (replay_with(1, false), replay_with(6, false));
+        assert_eq!(six_local.merchant_state, "partition");
+        assert!(differing(&one_local, &six_local) > events.len() / 4);
+    }
 
     #[test]
     fn time_split_takes_the_latest_fraction() {

@@ -142,7 +142,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
 
     // 2. The model.
     let model = match &args.model {
-        Some(p) => super::detect::load_model(p)?,
+        Some(p) => super::detect::load_model(p, &DetectorConfig::default_toml()?)?,
         None => cached_or_trained_model(&data_dir, args.seed, partitions)?,
     };
     eprintln!("model: {}", model.version());
@@ -413,7 +413,7 @@ async fn start_broker(
 fn cached_or_trained_model(data_dir: &Path, seed: u64, partitions: i32) -> anyhow::Result<Model> {
     let path = data_dir.join(format!("model-p{partitions}.json"));
     if path.exists() {
-        match super::detect::load_model(&path) {
+        match super::detect::load_model(&path, &DetectorConfig::default_toml()?) {
             Ok(m) => {
                 eprintln!("model: using the cached {}", path.display());
                 return Ok(m);

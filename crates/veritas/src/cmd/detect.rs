@@ -81,7 +81,7 @@ impl DetectArgs {
             None => DetectorConfig::default_toml()?,
         };
         let model = match &self.model {
-            Some(p) => Some(load_model(p)?),
+            Some(p) => Some(load_model(p, &config)?),
             None => None,
         };
         let mut client = rdkafka::config::ClientConfig::new();
@@ -107,11 +107,17 @@ impl DetectArgs {
     }
 }
 
-/// Reads a model file, refusing one built for another feature set.
-pub fn load_model(path: &std::path::Path) -> anyhow::Result<Model> {
+/// Reads a model file, refusing one built for another feature set or trained with merchant
+/// state kept another way than `config` serves it.
+pub fn load_model(path: &std::path::Path, config: &DetectorConfig) -> anyhow::Result<Model> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading model {}", path.display()))?;
-    Model::from_json(&text).with_context(|| format!("loading model {}", path.display()))
+    let model =
+        Model::from_json(&text).with_context(|| format!("loading model {}", path.display()))?;
+    config
+        .check_model(&model)
+        .with_context(|| format!("model {}", path.display()))?;
+    Ok(model)
 }
 
 /// Runs `veritas detect` until SIGINT/SIGTERM, then drains and exits.

@@ -6,14 +6,16 @@
 
 use std::fs;
 use std::io::{BufRead, BufReader, BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Instant, UNIX_EPOCH};
 
 use anyhow::Context;
 use clap::Args;
-use veritas_detect::{Detector, Model, Verdict};
+use veritas_detect::shared::SingleStream;
+use veritas_detect::{Detector, Verdict};
 use veritas_events::{decode_event, RecordContext};
 
+use super::detect::load_model;
 use super::train::{load_config, progress_bar};
 
 /// Flags of `veritas score`. Every flag can also be set through its `VERITAS_*` variable.
@@ -37,19 +39,22 @@ pub struct ScoreArgs {
     pub tutorial_start_ms: Option<i64>,
 }
 
-/// Load a model file.
-pub(crate) fn load_model(path: &Path) -> anyhow::Result<Model> {
-    let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    Model::from_json(&text).with_context(|| format!("loading model {}", path.display()))
-}
-
 /// Run `veritas score`.
 pub fn run(args: ScoreArgs) -> anyhow::Result<()> {
     let config = load_config(args.rules.as_deref())?;
-    let model = args.model.as_deref().map(load_model).transpose()?;
+    let model = args
+        .model
+        .as_deref()
+        .map(|p| load_model(p, &config))
+        .transpose()?;
     if model.is_none() {
         tracing::warn!("no --model given: scoring with rules only");
     }
+    // Shared merchant state: the file is one stream, read in order.
+    let mut shared = config
+        .engine
+        .shared_merchants
+        .then(|| SingleStream::new(&config.engine, config.engine.shared_interval_ms()));
     let mut detector = Detector::new(config, model);
     let file =
         fs::File::open(&args.input).with_context(|| format!("opening {}", args.input.display()))?;
@@ -84,7 +89,13 @@ pub fn run(args: ScoreArgs) -> anyhow::Result<()> {
         let tx = decode_event(trimmed, &ctx)
             .with_context(|| format!("{}:{}", args.input.display(), i + 1))?;
         let t0 = Instant::now();
-        let mut decision = detector.process(&tx);
+        let mut decision = match shared.as_mut() {
+            Some(stream) => {
+                let snapshot = stream.next(&tx);
+                detector.process_shared(&tx, &snapshot)
+            }
+            None => detector.process(&tx),
+        };
         let took = t0.elapsed();
         busy += took;
         decision.latency_us = Some(u64::try_from(took.as_micros()).unwrap_or(u64::MAX));
