@@ -229,6 +229,11 @@ impl SharedTable {
         self.pending.len()
     }
 
+    /// Input partitions the frontier waits for (grows when a higher partition is offered).
+    pub fn partitions(&self) -> usize {
+        self.cursors.len()
+    }
+
     /// The lateness bound (ms) events are included under.
     pub fn lateness_ms(&self) -> i64 {
         self.lateness_ms

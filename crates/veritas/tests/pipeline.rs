@@ -480,3 +480,137 @@ fn committed_sum(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> 
     }
     sum
 }
+
+/// `transaction_id` → score of every decision record.
+fn scores_of(records: &[Read]) -> Vec<(String, f64)> {
+    records
+        .iter()
+        .map(|r| {
+            let v: serde_json::Value = serde_json::from_slice(&r.value).unwrap();
+            (
+                v["transaction_id"].as_str().unwrap().to_owned(),
+                v["score"].as_f64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_merchant_state_gives_two_instances_the_scores_of_one_engine() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = broker(dir.path()).await;
+    let bs = b.bootstrap_servers();
+    let bs2 = bs.clone();
+    let work = dir.path().to_owned();
+    tokio::task::spawn_blocking(move || {
+        let bs = bs2.as_str();
+        let path = |name: &str| work.join(name).to_str().unwrap().to_owned();
+        let (file, rules, model) = (path("events.jsonl"), path("shared.toml"), path("m.json"));
+        run_ok(veritas(&[
+            "generate",
+            "--customers",
+            "600",
+            "--days",
+            "10",
+            "--seed",
+            "4",
+            "--out",
+            &file,
+        ]));
+        let total = std::fs::read_to_string(&file).unwrap().lines().count() as i64;
+        std::fs::write(&rules, "[engine]\nshared_merchants = true\n").unwrap();
+        run_ok(veritas(&[
+            "train", "--input", &file, "--out", &model, "--rules", &rules, "--trees", "60",
+        ]));
+        // One engine over the whole file: the reference.
+        let offline = path("offline.jsonl");
+        run_ok(veritas(&[
+            "score", "--input", &file, "--model", &model, "--rules", &rules, "--out", &offline,
+        ]));
+        let reference: HashMap<String, f64> = std::fs::read_to_string(&offline)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                (
+                    v["transaction_id"].as_str().unwrap().to_owned(),
+                    v["score"].as_f64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(reference.len() as i64, total);
+
+        run_ok(veritas(&[
+            "topics",
+            "create",
+            "s",
+            "--partitions",
+            "3",
+            "-b",
+            bs,
+        ]));
+        run_ok(veritas(&[
+            "produce", "-b", bs, "--topic", "s", "--file", &file,
+        ]));
+        let detect = || {
+            veritas(&[
+                "detect",
+                "-b",
+                bs,
+                "--topic",
+                "s",
+                "--group",
+                "shared",
+                "--from-beginning",
+                "--rules",
+                &rules,
+                "--model",
+                &model,
+                "--checkpoint-interval-ms",
+                "200",
+                "--snapshot-every",
+                "3",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+        };
+        // Two instances share the partitions; one is stopped mid-stream and the other takes
+        // its partitions over from their checkpoints.
+        let mut first = detect();
+        let mut second = detect();
+        wait_for("some decisions", || {
+            records_in(bs, "s.decisions") >= total / 3
+        });
+        terminate(&mut first);
+        wait_for("the group to commit the end of s", || {
+            committed_sum(bs, "shared", "s", 3) == total
+        });
+        terminate(&mut second);
+
+        let decisions = read_topic(bs, "s.decisions", records_in(bs, "s.decisions") as usize);
+        let served = scores_of(&decisions);
+        let ids: std::collections::HashSet<&str> = served.iter().map(|s| s.0.as_str()).collect();
+        assert_eq!(ids.len() as i64, total, "every event has a decision");
+        eprintln!(
+            "{total} events, {} decisions ({} repeated after the rebalance)",
+            served.len(),
+            served.len() as i64 - total
+        );
+        let differing: Vec<_> = served
+            .iter()
+            .filter(|(id, s)| (reference[id] - s).abs() > 1e-9)
+            .collect();
+        assert!(
+            differing.is_empty(),
+            "{} of {} decisions differ from one engine's, e.g. {:?}",
+            differing.len(),
+            served.len(),
+            differing.first()
+        );
+    })
+    .await
+    .unwrap();
+    b.shutdown().await.unwrap();
+}

@@ -53,10 +53,12 @@ use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
-use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders, OwnedMessage};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use veritas_detect::shared::{lookup_ms, Lookup, SharedTable};
 use veritas_detect::{Decision, Detector, DetectorConfig, Engine, Model, Verdict};
 use veritas_events::{decode_event, RecordContext};
 
@@ -67,6 +69,9 @@ use super::{Topics, ERROR_HEADER, LABEL_HEADER, SCENARIO_HEADER};
 const KEY_DELTA: u8 = b'd';
 const KEY_CHUNK: u8 = b's';
 const KEY_MARKER: &[u8] = b"c";
+/// Shared merchant state: a partition at its end this long stops holding the table back
+/// (see [`SharedTable::release`]); while events flow on every partition none is released.
+const QUIET_RELEASE: Duration = Duration::from_secs(3);
 /// Largest snapshot chunk (well under Kafka's default 1 MB message limit).
 const CHUNK_BYTES: usize = 512 * 1024;
 
@@ -225,6 +230,16 @@ struct PartitionWorker {
     checkpoints: u32,
     /// The checkpoint in progress, if any.
     pending: Option<Pending>,
+    /// Shared merchant state: records read but not scored yet, in offset order, because
+    /// the snapshot the first one reads is not frozen yet.
+    waiting: VecDeque<OwnedMessage>,
+}
+
+/// Whether a record was handled or must wait for shared merchant state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Handled {
+    Done,
+    Wait,
 }
 
 /// A checkpoint of one partition in progress (see the module docs).
@@ -262,6 +277,22 @@ struct Shared {
     summary: Mutex<DetectSummary>,
     /// High watermark per input partition, from librdkafka's statistics.
     high_watermarks: Mutex<HashMap<i32, i64>>,
+    /// Shared merchant state (`[engine] shared_merchants`), fed by the reader of every
+    /// input partition (see the module docs).
+    table: Option<Mutex<TableFeed>>,
+    /// Shared merchant state: partitions just assigned and the offset their scoring starts
+    /// at, for the reader to go back to if it has passed it.
+    seeks: Mutex<Vec<(i32, i64)>>,
+}
+
+/// The shared merchant table and what has been offered to it.
+struct TableFeed {
+    table: SharedTable,
+    /// Per input partition, the next offset the table takes (a partition re-read from an
+    /// earlier offset for scoring is not offered twice).
+    next: HashMap<i32, i64>,
+    /// Lookups that found their snapshot already dropped (scored with the oldest kept).
+    expired: u64,
 }
 
 /// The consumer's context: rebalances restore and checkpoint partition state.
@@ -324,7 +355,23 @@ impl ConsumerContext for GroupContext {
                             Offset::Offset(offset),
                         );
                     }
-                    let worker = worker.unwrap_or_else(|| shared.fresh_worker(-1));
+                    let worker = match worker {
+                        Some(w) => w,
+                        // With shared merchant state the reader of every partition feeds
+                        // scoring, so a partition without a checkpoint needs its start
+                        // offset now (auto.offset.reset's choice).
+                        None if shared.table.is_some() => match shared.start_offset(consumer, p) {
+                            Ok(o) => shared.fresh_worker(o),
+                            Err(e) => {
+                                shared.set_fatal(e);
+                                continue;
+                            }
+                        },
+                        None => shared.fresh_worker(-1),
+                    };
+                    if shared.table.is_some() {
+                        shared.seeks.lock().push((p, worker.next_offset));
+                    }
                     parts.insert(p, worker);
                 }
                 drop(parts);
@@ -335,6 +382,12 @@ impl ConsumerContext for GroupContext {
                 };
                 if let Err(e) = r {
                     shared.set_fatal(anyhow!("assigning partitions: {e}"));
+                }
+                // The group consumer then only keeps membership and commits offsets.
+                if shared.table.is_some() {
+                    if let Err(e) = consumer.pause(tpl) {
+                        shared.set_fatal(anyhow!("pausing assigned partitions: {e}"));
+                    }
                 }
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
@@ -375,6 +428,59 @@ impl Shared {
         }
     }
 
+    /// Where scoring of a partition without a checkpoint starts: its first offset with
+    /// `--from-beginning`, else its end.
+    fn start_offset<C: ConsumerContext>(
+        &self,
+        consumer: &BaseConsumer<C>,
+        partition: i32,
+    ) -> anyhow::Result<i64> {
+        let topic = &self.settings.topics.input;
+        let (low, high) = consumer
+            .fetch_watermarks(topic, partition, Duration::from_secs(30))
+            .with_context(|| format!("watermarks of {topic}/{partition}"))?;
+        Ok(if self.settings.from_beginning {
+            low
+        } else {
+            high
+        })
+    }
+
+    /// After an assignment: if the reader has already read past where a newly assigned
+    /// partition's scoring starts, the table is ahead of the snapshots that partition needs,
+    /// so it is rebuilt: a fresh table, every partition read again from the start (scoring
+    /// skips what it has done). Returns whether it did.
+    fn rebuild_if_behind<C: ConsumerContext>(&self, reader: &BaseConsumer<C>) -> bool {
+        let seeks: Vec<(i32, i64)> = std::mem::take(&mut *self.seeks.lock());
+        let Some(feed) = &self.table else {
+            return false;
+        };
+        let mut feed = feed.lock();
+        let behind = seeks
+            .iter()
+            .any(|(p, offset)| *offset >= 0 && *offset < feed.next.get(p).copied().unwrap_or(0));
+        if !behind {
+            return false;
+        }
+        let topic = &self.settings.topics.input;
+        let partitions = feed.table.partitions();
+        tracing::info!(
+            topic = %topic,
+            "a partition moved here behind the merchant table: rebuilding it from the start"
+        );
+        let engine = &self.settings.config.engine;
+        feed.table = SharedTable::new(engine, partitions as u32, engine.shared_interval_ms());
+        feed.next.clear();
+        drop(feed);
+        for w in self.parts.lock().values_mut() {
+            w.waiting.clear(); // read again
+        }
+        if let Err(e) = assign_from_start(reader, topic, partitions) {
+            self.set_fatal(e);
+        }
+        true
+    }
+
     fn detector_config(&self) -> DetectorConfig {
         let mut c = self.settings.config.clone();
         c.engine.track_changelog = true;
@@ -388,6 +494,7 @@ impl Shared {
             in_flight: VecDeque::new(),
             checkpoints: 0,
             pending: None,
+            waiting: VecDeque::new(),
         }
     }
 
@@ -501,16 +608,116 @@ impl Shared {
         let worker = parts
             .entry(p)
             .or_insert_with(|| self.fresh_worker(m.offset()));
-        if worker.next_offset >= 0 && m.offset() < worker.next_offset {
-            return; // already in state (re-delivered after a seek)
+        self.handle(worker, m);
+    }
+
+    /// Shared merchant state: a record of any input partition, read in offset order. It
+    /// joins the table; if its partition is ours, it is scored now or queued behind the
+    /// records of that partition still waiting for their snapshot.
+    fn feed(&self, m: &BorrowedMessage<'_>) {
+        let p = m.partition();
+        if let Some(feed) = &self.table {
+            let mut feed = feed.lock();
+            let next = feed.next.get(&p).copied().unwrap_or(0);
+            if m.offset() >= next {
+                feed.next.insert(p, m.offset() + 1);
+                let ts = m.timestamp().to_millis().unwrap_or(-1);
+                let ctx = RecordContext::new(m.topic(), p, m.offset(), ts);
+                // An invalid event has no place in the table (its owner dead-letters it).
+                if let Ok(tx) = decode_event(m.payload().unwrap_or_default(), &ctx) {
+                    feed.table.offer(p as u32, m.offset(), &tx);
+                }
+            }
         }
-        self.metrics.events.inc();
-        let truth = truth_of(m);
+        let mut parts = self.parts.lock();
+        let Some(worker) = parts.get_mut(&p) else {
+            return; // another instance's partition
+        };
+        if worker.next_offset >= 0 && m.offset() < worker.next_offset {
+            return;
+        }
+        if worker.waiting.is_empty() && self.handle(worker, m) == Handled::Done {
+            return;
+        }
+        worker.waiting.push_back(m.detach());
+    }
+
+    /// Shared merchant state: a partition of the input is quiet for now (end reached).
+    fn release(&self, partition: i32) {
+        if let Some(feed) = &self.table {
+            feed.lock().table.release(partition as u32);
+        }
+    }
+
+    /// Scores the waiting records whose snapshots are frozen now, in offset order, and
+    /// keeps the snapshots the slowest owned partition still needs.
+    fn drain_waiting(&self) {
+        let Some(feed) = &self.table else { return };
+        let mut parts = self.parts.lock();
+        for w in parts.values_mut() {
+            while let Some(m) = w.waiting.pop_front() {
+                if self.handle(w, &m) == Handled::Wait {
+                    w.waiting.push_front(m);
+                    break;
+                }
+            }
+        }
+        let mut feed = feed.lock();
+        let lateness = feed.table.lateness_ms();
+        let hold = parts
+            .values()
+            .filter_map(|w| {
+                w.detector
+                    .engine()
+                    .watermark_ms()
+                    .map(|wm| wm.saturating_sub(lateness))
+            })
+            .min();
+        feed.table.hold(hold);
+    }
+
+    /// Scores one record (or dead-letters it) and sends the output, unless the shared merchant
+    /// snapshot it reads is not frozen yet.
+    fn handle<M: Message>(&self, worker: &mut PartitionWorker, m: &M) -> Handled {
+        let p = m.partition();
+        if worker.next_offset >= 0 && m.offset() < worker.next_offset {
+            return Handled::Done; // already in state (re-delivered after a seek)
+        }
         let ts = m.timestamp().to_millis().unwrap_or(-1);
         let payload = m.payload().unwrap_or_default();
         let ctx = RecordContext::new(m.topic(), p, m.offset(), ts);
+        let decoded = decode_event(payload, &ctx);
+        let snapshot = match (&self.table, &decoded) {
+            (Some(feed), Ok(tx)) => {
+                let mut feed = feed.lock();
+                let at = lookup_ms(
+                    worker.detector.engine().watermark_ms(),
+                    tx.timestamp.timestamp_millis(),
+                    feed.table.lateness_ms(),
+                );
+                match feed.table.lookup(at) {
+                    Lookup::Ready(s) => Some(s),
+                    Lookup::NotYet => return Handled::Wait,
+                    Lookup::Expired(s) => {
+                        feed.expired += 1;
+                        if feed.expired.is_power_of_two() {
+                            tracing::warn!(
+                                partition = p,
+                                offset = m.offset(),
+                                count = feed.expired,
+                                "shared merchant snapshot already dropped; scored with the oldest kept"
+                            );
+                        }
+                        Some(s)
+                    }
+                }
+            }
+            _ => None,
+        };
+        self.metrics.events.inc();
+        let truth = truth_of(m);
         let topics = &self.settings.topics;
-        let fut = match decode_event(payload, &ctx) {
+        let fut = match decoded {
             Err(e) => {
                 self.metrics.dlq.inc();
                 self.observer.dead_letter();
@@ -537,7 +744,10 @@ impl Shared {
             }
             Ok(tx) => {
                 let started = Instant::now();
-                let mut decision = worker.detector.process(&tx);
+                let mut decision = match &snapshot {
+                    Some(s) => worker.detector.process_shared(&tx, s),
+                    None => worker.detector.process(&tx),
+                };
                 let score_time = started.elapsed();
                 self.metrics.score_seconds.observe(score_time.as_secs_f64());
                 let e2e_ms = (now_ms() - ts).max(0);
@@ -571,7 +781,7 @@ impl Shared {
                     Ok(v) => v,
                     Err(e) => {
                         self.set_fatal(anyhow!("encoding a decision: {e}"));
-                        return;
+                        return Handled::Done;
                     }
                 };
                 self.producer
@@ -594,6 +804,7 @@ impl Shared {
         }
         worker.next_offset = m.offset() + 1;
         self.summary.lock().events += 1;
+        Handled::Done
     }
 
     /// Starts a checkpoint of `w` at its current offset, unless one is in progress: captures
@@ -871,7 +1082,7 @@ struct SnapshotRef {
     chunks: u32,
 }
 
-fn truth_of(m: &BorrowedMessage<'_>) -> Truth {
+fn truth_of<M: Message>(m: &M) -> Truth {
     let mut t = Truth::default();
     if let Some(h) = m.headers() {
         for h in h.iter() {
@@ -885,6 +1096,21 @@ fn truth_of(m: &BorrowedMessage<'_>) -> Truth {
         }
     }
     t
+}
+
+/// Assigns every partition of `topic` to `reader` from its first offset.
+fn assign_from_start<C: ConsumerContext>(
+    reader: &BaseConsumer<C>,
+    topic: &str,
+    partitions: usize,
+) -> anyhow::Result<()> {
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p as i32, Offset::Beginning)?;
+    }
+    reader
+        .assign(&tpl)
+        .with_context(|| format!("assigning {topic} to the merchant table reader"))
 }
 
 fn now_ms() -> i64 {
@@ -919,6 +1145,27 @@ pub fn run(
         .enable_all()
         .build()?;
     let input = settings.topics.input.clone();
+    let table = if settings.config.engine.shared_merchants {
+        let metadata = producer
+            .client()
+            .fetch_metadata(Some(&input), Duration::from_secs(30))
+            .with_context(|| format!("metadata of {input}"))?;
+        let partitions = metadata
+            .topics()
+            .first()
+            .map_or(0, |t| t.partitions().len());
+        if partitions == 0 {
+            bail!("topic {input} has no partitions");
+        }
+        let engine = &settings.config.engine;
+        Some(Mutex::new(TableFeed {
+            table: SharedTable::new(engine, partitions as u32, engine.shared_interval_ms()),
+            next: HashMap::new(),
+            expired: 0,
+        }))
+    } else {
+        None
+    };
     let interval = settings.checkpoint_interval;
     let mut consumer_cfg = settings.client.clone();
     consumer_cfg
@@ -946,6 +1193,8 @@ pub fn run(
         snapshot_ids: std::sync::atomic::AtomicU64::new(1),
         summary: Mutex::new(DetectSummary::default()),
         high_watermarks: Mutex::new(HashMap::new()),
+        table,
+        seeks: Mutex::new(Vec::new()),
     });
     let consumer: BaseConsumer<GroupContext> = consumer_cfg
         .create_with_context(GroupContext(shared.clone()))
@@ -953,15 +1202,67 @@ pub fn run(
     consumer
         .subscribe(&[&input])
         .with_context(|| format!("subscribing to {input}"))?;
+    // Shared merchant state: one more consumer reads every partition of the input from the
+    // start, feeding the table and — for the partitions the group gave us — scoring, so the
+    // table never runs ahead of what scoring has read.
+    let reader: Option<BaseConsumer<GroupContext>> = match &shared.table {
+        None => None,
+        Some(feed) => {
+            let partitions = feed.lock().table.partitions();
+            let reader: BaseConsumer<GroupContext> = shared
+                .settings
+                .client
+                .clone()
+                .set(
+                    "group.id",
+                    format!("{}.merchant-table", shared.settings.group),
+                )
+                .set("enable.auto.commit", "false")
+                .set("enable.auto.offset.store", "false")
+                .set("enable.partition.eof", "true")
+                .set("statistics.interval.ms", "1000")
+                .create_with_context(GroupContext(shared.clone()))
+                .context("creating the merchant table reader")?;
+            assign_from_start(&reader, &input, partitions)?;
+            tracing::info!(topic = %input, partitions, "shared merchant state: reading every partition");
+            Some(reader)
+        }
+    };
     tracing::info!(topic = %input, group = %shared.settings.group, "detector started");
     let mut last_checkpoint = Instant::now();
     let mut last_tick = Instant::now();
     let mut last_lag = Instant::now();
+    // Shared merchant state: partitions the reader found at their end, and since when.
+    let mut quiet: HashMap<i32, Instant> = HashMap::new();
     while !stop.load(Ordering::Relaxed) {
-        match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) => shared.process(&m),
-            Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
-            None => {}
+        match &reader {
+            None => match consumer.poll(Duration::from_millis(100)) {
+                Some(Ok(m)) => shared.process(&m),
+                Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
+                None => {}
+            },
+            // Nothing to score before the group assigns partitions: the table must not run
+            // ahead of where their scoring starts.
+            Some(_) if shared.parts.lock().is_empty() => {
+                let _ = consumer.poll(Duration::from_millis(100));
+            }
+            Some(reader) => {
+                if shared.rebuild_if_behind(reader) {
+                    quiet.clear();
+                }
+                match reader.poll(Duration::from_millis(100)) {
+                    Some(Ok(m)) => {
+                        quiet.remove(&m.partition());
+                        shared.feed(&m);
+                    }
+                    Some(Err(KafkaError::PartitionEOF(p))) => {
+                        quiet.entry(p).or_insert_with(Instant::now);
+                    }
+                    Some(Err(e)) => tracing::warn!(error = %e, "merchant table reader error"),
+                    None => {}
+                }
+                shared.drain_waiting();
+            }
         }
         if let Some(e) = shared.fatal.lock().take() {
             return Err(e);
@@ -969,6 +1270,17 @@ pub fn run(
         // Looking at acknowledgements costs a pass over the outstanding ones: a few times per
         // checkpoint interval is enough.
         if last_tick.elapsed() >= Duration::from_millis(5) {
+            if reader.is_some() {
+                // Membership, rebalances and commits (its partitions are paused).
+                let _ = consumer.poll(Duration::ZERO);
+                quiet.retain(|p, since| {
+                    let idle = since.elapsed() >= QUIET_RELEASE;
+                    if idle {
+                        shared.release(*p);
+                    }
+                    !idle
+                });
+            }
             let start = last_checkpoint.elapsed() >= interval;
             shared.checkpoint_tick(&consumer, start)?;
             if start {
