@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use veritas_detect::eval::{evaluate, recall_at_precision, Scored};
+use veritas_detect::shared::MerchantSource;
 use veritas_detect::training::{parse_time_ms, replay, train_model, TrainConfig};
 use veritas_detect::{partition_of, Detector, DetectorConfig};
 use veritas_events::io::LabelledReader;
@@ -65,10 +66,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .collect();
     let mut scored = Vec::with_capacity(events.len() - n_train);
     let mut categories = Vec::with_capacity(events.len() - n_train);
+    let mut merchants = MerchantSource::for_config(&config.engine);
     for (i, e) in events.iter().enumerate() {
         let p = partition_of(&e.tx.card_number, partitions) as usize;
         let t0 = Instant::now();
-        let d = detectors[p].process(&e.tx);
+        let d = merchants.decide(&mut detectors[p], &e.tx);
         if i >= n_train {
             scored.push(Scored {
                 is_fraud: e.label.is_fraud,

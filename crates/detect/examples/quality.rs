@@ -11,19 +11,19 @@
 //! (`QUALITY_TRAIN_PARTITIONS` overrides the training split, e.g. `1` to see what a model
 //! trained on one engine does when served by six).
 //!
-//! `QUALITY_SHARED_INTERVAL_MIN=M` measures merchant (and category) state shared by all
-//! partitions, not wired into `veritas detect` yet: every partition's engine reads the
-//! `merchant_*` and `category_amount_zscore` features from a
-//! [`veritas_detect::shared::SharedTable`] built from the whole stream and frozen every `M`
-//! minutes of event time (so 1–2 intervals old); card features stay per partition.
-//! Training and scoring both use it.
+//! Merchant state as `veritas detect` keeps it by default: shared by all partitions (every
+//! partition's engine reads the `merchant_*` and `category_amount_zscore` features from a
+//! [`veritas_detect::shared::SharedTable`] built from the whole stream, frozen every hour of
+//! event time; `QUALITY_SHARED_INTERVAL_MIN=M` sets another interval).
+//! `QUALITY_PER_PARTITION_MERCHANTS=1` measures each partition's engine with its own share
+//! of the merchant evidence instead. Training and scoring both follow the setting.
 //!
 //! `cargo run --release -p veritas-detect --example quality -- [customers] [seed] [days] [train_days] [partitions]`
 
 use std::time::Instant;
 
 use veritas_detect::eval::{evaluate, Scored};
-use veritas_detect::shared::SingleStream;
+use veritas_detect::shared::MerchantSource;
 use veritas_detect::training::{replay, train_model, TrainConfig};
 use veritas_detect::{partition_of, Detector, DetectorConfig};
 use veritas_events::{Generator, GeneratorConfig};
@@ -73,6 +73,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         config.engine.shared_merchants = true;
         config.engine.shared_interval_secs = (ms / 1000).max(1) as u64;
     }
+    if std::env::var_os("QUALITY_PER_PARTITION_MERCHANTS").is_some() {
+        config.engine.shared_merchants = false;
+    }
     let data = replay(&events[..n_train], &config.engine);
     eprintln!(
         "replayed training history in {:.1} s",
@@ -120,22 +123,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut scored = Vec::with_capacity(events.len() - n_train);
     let mut model_only = Vec::with_capacity(events.len() - n_train);
     let mut feats = Vec::with_capacity(events.len() - n_train);
-    let mut shared = config
-        .engine
-        .shared_merchants
-        .then(|| SingleStream::new(&config.engine, config.engine.shared_interval_ms()));
+    let mut merchants = MerchantSource::for_config(&config.engine);
     let t = Instant::now();
     for (i, e) in events.iter().enumerate() {
         let p = partition_of(&e.tx.card_number, partitions) as usize;
         let detector = &mut detectors[p];
         let t0 = Instant::now();
-        let features = match shared.as_mut() {
-            Some(stream) => {
-                let snapshot = stream.next(&e.tx);
-                detector.engine_mut().process_shared(&e.tx, &snapshot).0
-            }
-            None => detector.engine_mut().process(&e.tx),
-        };
+        let features = merchants.features(detector.engine_mut(), &e.tx);
         let a = detector.assess_features(features);
         let d = detector.decide(&e.tx, &a);
         let us = t0.elapsed().as_micros() as u64;

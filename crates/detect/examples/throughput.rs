@@ -9,6 +9,7 @@
 
 use std::time::Instant;
 
+use veritas_detect::shared::MerchantSource;
 use veritas_detect::training::{replay, train_model, TrainConfig};
 use veritas_detect::{Detector, DetectorConfig, Engine};
 use veritas_events::{Generator, GeneratorConfig};
@@ -42,10 +43,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         |_| {},
     )?;
     let mut warm_engine = Engine::new(config.engine.clone());
+    let mut warm_source = MerchantSource::for_config(&config.engine);
     let mut warm = Detector::new(config, Some(model));
+    // The shared-state run keeps its own detector: its engine never touches merchant state.
+    let mut warm_shared = warm.clone();
     for e in history {
         warm.process(&e.tx);
         warm_engine.process(&e.tx);
+        warm_source.decide(&mut warm_shared, &e.tx);
     }
     println!(
         "model: {} trees; {} events per pass",
@@ -54,16 +59,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     for what in [
         "engine (features only)",
-        "detector (features + rules + model + decision)",
+        "detector, merchant state per engine (features + rules + model + decision)",
+        "detector with shared merchant state (+ the table)",
     ] {
         let (mut wall, mut cpu) = (0f64, 0u64);
         for _ in 0..passes {
             let mut det = warm.clone();
             let mut engine = warm_engine.clone();
+            let mut shared_det = warm_shared.clone();
+            let mut source = warm_source.clone();
             let (t0, c0) = (Instant::now(), thread_cpu_ns());
             if what.starts_with("engine") {
                 for e in tail {
                     std::hint::black_box(engine.process(&e.tx));
+                }
+            } else if what.contains("shared") {
+                for e in tail {
+                    std::hint::black_box(source.decide(&mut shared_det, &e.tx));
                 }
             } else {
                 for e in tail {

@@ -82,7 +82,7 @@ impl Default for EngineConfig {
             max_merchants: 1_000_000,
             max_clock_step_secs: 86_400,
             partitions: 6,
-            shared_merchants: false,
+            shared_merchants: true,
             shared_interval_secs: 3600,
         }
     }

@@ -27,7 +27,9 @@ use std::sync::Arc;
 use veritas_events::Transaction;
 
 use crate::engine::{Engine, EngineConfig};
+use crate::features::Features;
 use crate::hash::fnv1a64;
+use crate::score::{Decision, Detector};
 use crate::state::{MerchantState, Welford};
 
 /// Default snapshot interval: one hour of event time.
@@ -93,7 +95,7 @@ struct Cursor {
 /// An event waiting for the frontier, ordered by time, then a hash of its transaction id
 /// (so events of equal time apply in the same order however the input is partitioned),
 /// then partition and offset.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Pending {
     key: (i64, u64, u32, i64),
     tx: Transaction,
@@ -130,7 +132,7 @@ pub fn lookup_ms(max_before: Option<i64>, event_ms: i64, lateness_ms: i64) -> i6
 /// One stream read in order by one process — training replay, offline scoring: a
 /// [`SharedTable`] over a single partition, which freezes the same snapshots as a table over
 /// any split of the same events.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct SingleStream {
     table: SharedTable,
     offset: i64,
@@ -168,8 +170,47 @@ impl SingleStream {
     }
 }
 
+/// Where one process reading one stream in order (training replay, offline scoring,
+/// measurements) takes merchant and category features from, as `[engine]
+/// shared_merchants` says: each engine's own state, or a [`SingleStream`].
+#[derive(Debug, Clone)]
+pub enum MerchantSource {
+    /// Each engine's own merchant and category state.
+    PerEngine,
+    /// State shared by every engine.
+    Shared(Box<SingleStream>),
+}
+
+impl MerchantSource {
+    /// The source `cfg` asks for.
+    pub fn for_config(cfg: &EngineConfig) -> Self {
+        if cfg.shared_merchants {
+            MerchantSource::Shared(Box::new(SingleStream::new(cfg, cfg.shared_interval_ms())))
+        } else {
+            MerchantSource::PerEngine
+        }
+    }
+
+    /// The features of the stream's next event, computed by `engine` (the engine of the
+    /// event's card), which then folds the event in.
+    pub fn features(&mut self, engine: &mut Engine, tx: &Transaction) -> Features {
+        match self {
+            MerchantSource::PerEngine => engine.process(tx),
+            MerchantSource::Shared(stream) => engine.process_shared(tx, &stream.next(tx)).0,
+        }
+    }
+
+    /// The decision on the stream's next event by `detector` (the detector of its card).
+    pub fn decide(&mut self, detector: &mut Detector, tx: &Transaction) -> Decision {
+        match self {
+            MerchantSource::PerEngine => detector.process(tx),
+            MerchantSource::Shared(stream) => detector.process_shared(tx, &stream.next(tx)),
+        }
+    }
+}
+
 /// Merchant and category state built from every partition (see the module docs).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct SharedTable {
     engine: Engine,
     lateness_ms: i64,
@@ -440,7 +481,7 @@ impl SharedTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::features::{Feature, Features};
+    use crate::features::Feature;
     use crate::hash::partition_of;
 
     const PARTITIONS: u32 = 4;

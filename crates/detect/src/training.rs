@@ -9,7 +9,7 @@ use crate::eval::{average_precision, recall_at_precision, roc_auc};
 use crate::features::{Feature, NUM_FEATURES};
 use crate::gbdt::{self, sigmoid, Dataset, GbdtParams, TrainProgress};
 use crate::model::{Model, ModelMeta};
-use crate::shared::SingleStream;
+use crate::shared::MerchantSource;
 
 /// Features and labels of labelled events, in replay (event-time) order.
 #[derive(Debug, Clone, Default)]
@@ -52,19 +52,14 @@ pub fn replay_with_progress(
     };
     // Shared merchant state: one table fed the whole history in time order, which freezes
     // the snapshots a table over the live topic's partitions freezes.
-    let mut shared = cfg
-        .shared_merchants
-        .then(|| SingleStream::new(cfg, cfg.shared_interval_ms()));
+    let mut merchants = MerchantSource::for_config(cfg);
     for (done, &i) in order.iter().enumerate() {
         let e = &events[i];
         let p = crate::partition_of(&e.tx.card_number, partitions) as usize;
         let Some(engine) = engines.get_mut(p) else {
             continue;
         };
-        let f = match shared.as_mut() {
-            Some(stream) => engine.process_shared(&e.tx, &stream.next(&e.tx)).0,
-            None => engine.process(&e.tx),
-        };
+        let f = merchants.features(engine, &e.tx);
         // The row length always equals NUM_FEATURES, so push cannot fail.
         if out.dataset.push(f.as_slice(), e.label.is_fraud).is_ok() {
             out.timestamps.push(e.tx.timestamp.timestamp_millis());

@@ -250,9 +250,11 @@ fn run_ok(exe: &Path, args: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn detect_args(bootstrap: &str, topic: &str, group: &str) -> Vec<String> {
+fn detect_args(bootstrap: &str, topic: &str, group: &str, model: &str) -> Vec<String> {
     [
         "detect",
+        "--model",
+        model,
         "-b",
         bootstrap,
         "--topic",
@@ -310,6 +312,16 @@ pub fn run(cfg: &DetectorCrashConfig) -> anyhow::Result<DetectorCrashReport> {
             &file_s,
         ],
     )?;
+    // A model trained on the stream itself, so every score depends on the card, merchant
+    // and category state a restore must bring back exactly (not on rules alone).
+    let model = work.join("model.json");
+    let model_s = model.to_string_lossy().to_string();
+    run_ok(
+        exe,
+        &[
+            "train", "--input", &file_s, "--out", &model_s, "--trees", "60",
+        ],
+    )?;
     let ctx = RecordContext::new(INPUT, 0, 0, -1);
     let mut events: Vec<String> = Vec::new();
     for line in std::fs::read_to_string(&file)?.lines() {
@@ -346,11 +358,16 @@ pub fn run(cfg: &DetectorCrashConfig) -> anyhow::Result<DetectorCrashReport> {
     let logs = work.join("detect.log");
     let mut reference = Proc::spawn(
         exe,
-        &detect_args(&bs, REFERENCE, "reference"),
+        &detect_args(&bs, REFERENCE, "reference", &model_s),
         &work.join("reference.log"),
         &[],
     )?;
-    let mut crashy = Proc::spawn(exe, &detect_args(&bs, INPUT, "crashy"), &logs, &[])?;
+    let mut crashy = Proc::spawn(
+        exe,
+        &detect_args(&bs, INPUT, "crashy", &model_s),
+        &logs,
+        &[],
+    )?;
     // Load: the stream into both topics, paced on the input topic.
     let rate = cfg.rate.to_string();
     let mut feeder = Proc::spawn(
@@ -403,7 +420,12 @@ pub fn run(cfg: &DetectorCrashConfig) -> anyhow::Result<DetectorCrashReport> {
             k + 1,
             cfg.kills
         );
-        crashy = Proc::spawn(exe, &detect_args(&bs, INPUT, "crashy"), &logs, &[])?;
+        crashy = Proc::spawn(
+            exe,
+            &detect_args(&bs, INPUT, "crashy", &model_s),
+            &logs,
+            &[],
+        )?;
     }
     let status = loop {
         if let Some(s) = feeder.exited()? {

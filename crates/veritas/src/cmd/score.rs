@@ -11,7 +11,7 @@ use std::time::{Instant, UNIX_EPOCH};
 
 use anyhow::Context;
 use clap::Args;
-use veritas_detect::shared::SingleStream;
+use veritas_detect::shared::MerchantSource;
 use veritas_detect::{Detector, Verdict};
 use veritas_events::{decode_event, RecordContext};
 
@@ -50,11 +50,8 @@ pub fn run(args: ScoreArgs) -> anyhow::Result<()> {
     if model.is_none() {
         tracing::warn!("no --model given: scoring with rules only");
     }
-    // Shared merchant state: the file is one stream, read in order.
-    let mut shared = config
-        .engine
-        .shared_merchants
-        .then(|| SingleStream::new(&config.engine, config.engine.shared_interval_ms()));
+    // With shared merchant state, the file is one stream read in order.
+    let mut merchants = MerchantSource::for_config(&config.engine);
     let mut detector = Detector::new(config, model);
     let file =
         fs::File::open(&args.input).with_context(|| format!("opening {}", args.input.display()))?;
@@ -89,13 +86,7 @@ pub fn run(args: ScoreArgs) -> anyhow::Result<()> {
         let tx = decode_event(trimmed, &ctx)
             .with_context(|| format!("{}:{}", args.input.display(), i + 1))?;
         let t0 = Instant::now();
-        let mut decision = match shared.as_mut() {
-            Some(stream) => {
-                let snapshot = stream.next(&tx);
-                detector.process_shared(&tx, &snapshot)
-            }
-            None => detector.process(&tx),
-        };
+        let mut decision = merchants.decide(&mut detector, &tx);
         let took = t0.elapsed();
         busy += took;
         decision.latency_us = Some(u64::try_from(took.as_micros()).unwrap_or(u64::MAX));

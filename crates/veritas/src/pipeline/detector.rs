@@ -300,6 +300,10 @@ struct GroupContext(Arc<Shared>);
 
 impl ClientContext for GroupContext {
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        // The merchant table reader asks for end-of-partition events; they are not errors.
+        if error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::PartitionEOF) {
+            return;
+        }
         tracing::warn!(error = %error, %reason, "kafka client error");
     }
 
