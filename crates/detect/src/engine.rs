@@ -8,7 +8,7 @@ use veritas_events::{Channel, Transaction};
 use crate::features::{Feature, Features};
 use crate::geo::{haversine_km, valid_point};
 use crate::hash::{key32, key32_upper};
-use crate::shared::SharedSnapshot;
+use crate::shared::SharedView;
 use crate::state::{
     ema_correction, merchant24, CardState, Located, MerchantState, MerchantSums, Recent, Welford,
     EVENT_ALPHA_LONG, EVENT_ALPHA_SHORT, HORIZON_MS, MERCHANT_BASELINE_TAU_MS, MERCHANT_TAU_MS,
@@ -240,6 +240,9 @@ pub struct Engine {
     pub(crate) dirty_categories: HashSet<u32>,
     pub(crate) clock_dirty: bool,
     pub(crate) tombstones: Vec<Vec<u8>>,
+    /// For the engine of a [`crate::shared::SharedTable`]: every merchant's state before
+    /// its first change (insert, update, eviction) since the table last took this map.
+    pub(crate) merchant_undo: Option<HashMap<String, Option<MerchantState>>>,
 }
 
 impl Default for Engine {
@@ -262,6 +265,7 @@ impl Engine {
             dirty_categories: HashSet::new(),
             clock_dirty: false,
             tombstones: Vec::new(),
+            merchant_undo: None,
         }
     }
 
@@ -322,7 +326,7 @@ impl Engine {
     pub fn process_shared(
         &mut self,
         tx: &Transaction,
-        shared: &SharedSnapshot,
+        shared: &SharedView<'_>,
     ) -> (Features, Arrival) {
         self.process_inner(tx, Some(shared))
     }
@@ -330,7 +334,7 @@ impl Engine {
     fn process_inner(
         &mut self,
         tx: &Transaction,
-        shared: Option<&SharedSnapshot>,
+        shared: Option<&SharedView<'_>>,
     ) -> (Features, Arrival) {
         let v = TxView::new(tx);
         self.stats.events += 1;
@@ -358,13 +362,14 @@ impl Engine {
             categories,
             stats,
             dirty_categories,
+            merchant_undo,
             ..
         } = self;
         let card = cards.get_mut(tx.card_number.as_str());
         if let Some(shared) = shared {
-            let merchant = v.merchant_id.and_then(|m| shared.merchants.get(m));
+            let merchant = v.merchant_id.and_then(|m| shared.merchant(m));
             let cat = (v.category != 0)
-                .then(|| shared.categories.get(&v.category))
+                .then(|| shared.category(v.category))
                 .flatten();
             let features = compute(card.as_deref(), merchant, cat, &v);
             let arrival = arrival_of(card.as_deref(), &v, lateness);
@@ -409,13 +414,23 @@ impl Engine {
         }
         if let Some(mid) = v.merchant_id {
             match merchant {
-                Some(m) => apply_merchant(m, &v, &features),
+                Some(m) => {
+                    if let Some(undo) = merchant_undo.as_mut() {
+                        if !undo.contains_key(mid) {
+                            undo.insert(mid.to_owned(), Some(m.clone()));
+                        }
+                    }
+                    apply_merchant(m, &v, &features)
+                }
                 None if merchants_full => {
                     stats.merchants_untracked += 1;
                 }
                 None => {
                     let mut m = MerchantState::default();
                     apply_merchant(&mut m, &v, &features);
+                    if let Some(undo) = merchant_undo.as_mut() {
+                        undo.entry(mid.to_owned()).or_insert(None);
+                    }
                     merchants.insert(mid.to_owned(), m);
                 }
             }
@@ -456,8 +471,14 @@ impl Engine {
             }
             keep
         });
+        let undo = &mut self.merchant_undo;
         self.merchants.retain(|k, m| {
             let keep = m.last_ms > cutoff;
+            if !keep {
+                if let Some(undo) = undo.as_mut() {
+                    undo.entry(k.clone()).or_insert_with(|| Some(m.clone()));
+                }
+            }
             if !keep && track {
                 tombstones.push(crate::snapshot::merchant_key(k));
             }

@@ -21,7 +21,7 @@ use crate::features::{Feature, Features, NUM_FEATURES};
 use crate::gbdt::sigmoid;
 use crate::model::Model;
 use crate::rules::{RuleHit, RulesConfig};
-use crate::shared::SharedSnapshot;
+use crate::shared::SharedView;
 
 /// The default configuration file, `config/rules.toml`.
 pub const DEFAULT_CONFIG_TOML: &str = include_str!("../../../config/rules.toml");
@@ -336,7 +336,7 @@ impl Detector {
 
     /// [`Detector::process`] with merchant and category features from shared state
     /// ([`crate::shared`]).
-    pub fn process_shared(&mut self, tx: &Transaction, shared: &SharedSnapshot) -> Decision {
+    pub fn process_shared(&mut self, tx: &Transaction, shared: &SharedView<'_>) -> Decision {
         let features = self.engine.process_shared(tx, shared).0;
         let a = self.assess_features(features);
         self.decide(tx, &a)

@@ -22,7 +22,6 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
-use std::sync::Arc;
 
 use veritas_events::Transaction;
 
@@ -37,37 +36,74 @@ pub const DEFAULT_INTERVAL_MS: i64 = 3_600_000;
 /// Snapshots kept besides those a [`SharedTable::hold`] asks for.
 const KEEP_SNAPSHOTS: usize = 2;
 
-/// Merchant and category state as of a boundary: built from every included event strictly
-/// before it.
-#[derive(Debug, Clone, Default)]
-pub struct SharedSnapshot {
+/// A frozen boundary. Merchant state is not copied: the table keeps, per boundary, each
+/// merchant's state before its first change after the boundary (an undo log), so the state
+/// as of a boundary is the first entry found in its undo log or a later one, else the live
+/// state. Freezing costs nothing per merchant; only the (few) category statistics are
+/// copied.
+#[derive(Debug, Clone)]
+struct Frozen {
     boundary_ms: i64,
-    pub(crate) merchants: HashMap<String, MerchantState>,
-    pub(crate) categories: HashMap<u32, Welford>,
+    categories: HashMap<u32, Welford>,
+    /// Merchants changed between this boundary and the next: their state at this one.
+    undo: HashMap<String, Option<MerchantState>>,
 }
 
-impl SharedSnapshot {
-    /// The boundary (ms since the epoch): the snapshot holds the events before it.
-    pub fn boundary_ms(&self) -> i64 {
-        self.boundary_ms
+/// Merchant and category state as of a boundary (every included event strictly before it),
+/// borrowed from the table.
+#[derive(Debug, Clone, Copy)]
+pub struct SharedView<'a> {
+    /// `None`: the state before any event.
+    table: Option<&'a SharedTable>,
+    index: usize,
+}
+
+impl<'a> SharedView<'a> {
+    /// The state before any event.
+    pub const EMPTY: SharedView<'static> = SharedView {
+        table: None,
+        index: 0,
+    };
+
+    /// The boundary (ms since the epoch), `None` for the state before any event.
+    pub fn boundary_ms(&self) -> Option<i64> {
+        Some(self.table?.frozen.get(self.index)?.boundary_ms)
     }
 
-    /// Merchants in the snapshot.
-    pub fn merchants(&self) -> usize {
-        self.merchants.len()
+    /// A merchant's state as of the boundary.
+    pub(crate) fn merchant(&self, key: &str) -> Option<&'a MerchantState> {
+        let table = self.table?;
+        for f in table.frozen.range(self.index..) {
+            if let Some(state) = f.undo.get(key) {
+                return state.as_ref();
+            }
+        }
+        if let Some(state) = table.engine.merchant_undo.as_ref().and_then(|u| u.get(key)) {
+            return state.as_ref();
+        }
+        table.engine.merchants.get(key)
+    }
+
+    /// A category's statistics as of the boundary.
+    pub(crate) fn category(&self, category: u32) -> Option<&'a Welford> {
+        self.table?
+            .frozen
+            .get(self.index)?
+            .categories
+            .get(&category)
     }
 }
 
 /// What a lookup found.
-#[derive(Debug, Clone)]
-pub enum Lookup {
-    /// The snapshot the event reads.
-    Ready(Arc<SharedSnapshot>),
+#[derive(Debug, Clone, Copy)]
+pub enum Lookup<'a> {
+    /// The state the event reads.
+    Ready(SharedView<'a>),
     /// Its boundary is not frozen yet: some partition has not been read far enough.
     NotYet,
     /// Its boundary was frozen and dropped (no [`SharedTable::hold`] kept it); the oldest
-    /// kept snapshot is given.
-    Expired(Arc<SharedSnapshot>),
+    /// kept boundary is given.
+    Expired(SharedView<'a>),
 }
 
 /// Counters.
@@ -149,8 +185,8 @@ impl SingleStream {
         }
     }
 
-    /// Read the next event and return the snapshot it is scored with.
-    pub fn next(&mut self, tx: &Transaction) -> Arc<SharedSnapshot> {
+    /// Read the next event and return the state it is scored with.
+    pub fn next(&mut self, tx: &Transaction) -> SharedView<'_> {
         let ms = tx.timestamp.timestamp_millis();
         let at = lookup_ms(self.max_ms, ms, self.table.lateness_ms);
         self.table.offer(0, self.offset, tx);
@@ -160,7 +196,7 @@ impl SingleStream {
             Lookup::Ready(s) | Lookup::Expired(s) => s,
             // The frontier of one stream is its latest time minus the lateness bound, and
             // the interval is at least that bound, so the boundary is always frozen.
-            Lookup::NotYet => self.table.empty.clone(),
+            Lookup::NotYet => SharedView::EMPTY,
         }
     }
 
@@ -219,11 +255,10 @@ pub struct SharedTable {
     pending: BinaryHeap<Reverse<Pending>>,
     /// The next boundary to freeze (`None` until the frontier first exists).
     next_boundary: Option<i64>,
-    /// Frozen snapshots, oldest first.
-    snapshots: VecDeque<Arc<SharedSnapshot>>,
+    /// Frozen boundaries kept, oldest first, one interval apart.
+    frozen: VecDeque<Frozen>,
     /// The first boundary frozen: every boundary before it is the empty snapshot.
     first_boundary: Option<i64>,
-    empty: Arc<SharedSnapshot>,
     /// Every included event at or below this time has been applied.
     applied_ms: i64,
     /// The earliest time a lookup may still ask for (see [`SharedTable::hold`]).
@@ -237,9 +272,11 @@ impl SharedTable {
     pub fn new(cfg: &EngineConfig, partitions: u32, interval_ms: i64) -> Self {
         let mut engine_cfg = cfg.clone();
         engine_cfg.track_changelog = false;
+        let mut engine = Engine::new(engine_cfg);
+        engine.merchant_undo = Some(HashMap::new());
         let lateness_ms = i64::try_from(cfg.lateness_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
         Self {
-            engine: Engine::new(engine_cfg),
+            engine,
             lateness_ms,
             interval_ms: interval_ms.max(1000).max(lateness_ms),
             cursors: vec![
@@ -251,9 +288,8 @@ impl SharedTable {
             ],
             pending: BinaryHeap::new(),
             next_boundary: None,
-            snapshots: VecDeque::new(),
+            frozen: VecDeque::new(),
             first_boundary: None,
-            empty: Arc::new(SharedSnapshot::default()),
             applied_ms: i64::MIN,
             hold_ms: None,
             stats: SharedStats::default(),
@@ -348,32 +384,36 @@ impl SharedTable {
         self.advance();
     }
 
-    /// The snapshot an event read as of `ms` (see [`lookup_ms`]) uses.
-    pub fn lookup(&self, ms: i64) -> Lookup {
+    /// The state an event read as of `ms` (see [`lookup_ms`]) uses.
+    pub fn lookup(&self, ms: i64) -> Lookup<'_> {
         let boundary = self.boundary_for(ms);
         let Some(first) = self.first_boundary else {
             // No event at or below the frontier exists (it would be pending), so a
             // boundary there holds nothing.
             return match self.frontier_ms() {
-                Some(f) if boundary <= f => Lookup::Ready(self.empty.clone()),
+                Some(f) if boundary <= f => Lookup::Ready(SharedView::EMPTY),
                 _ => Lookup::NotYet,
             };
         };
         if boundary < first {
-            return Lookup::Ready(self.empty.clone());
+            return Lookup::Ready(SharedView::EMPTY);
         }
-        let (Some(oldest), Some(newest)) = (self.snapshots.front(), self.snapshots.back()) else {
+        let (Some(oldest), Some(newest)) = (self.frozen.front(), self.frozen.back()) else {
             return Lookup::NotYet;
+        };
+        let view = |index| SharedView {
+            table: Some(self),
+            index,
         };
         if boundary > newest.boundary_ms {
             return Lookup::NotYet;
         }
         if boundary < oldest.boundary_ms {
-            return Lookup::Expired(oldest.clone());
+            return Lookup::Expired(view(0));
         }
         let i = ((boundary - oldest.boundary_ms) / self.interval_ms) as usize;
-        match self.snapshots.get(i) {
-            Some(s) if s.boundary_ms == boundary => Lookup::Ready(s.clone()),
+        match self.frozen.get(i) {
+            Some(f) if f.boundary_ms == boundary => Lookup::Ready(view(i)),
             _ => Lookup::NotYet,
         }
     }
@@ -411,16 +451,13 @@ impl SharedTable {
             self.apply_through(frontier);
             return;
         }
-        // Freeze every boundary the frontier passed; only the last few are kept, so older
-        // ones are passed through without copying the state.
+        // Freeze every boundary the frontier passed; only the last few are kept.
         let last = frontier.div_euclid(self.interval_ms) * self.interval_ms;
         let keep_from = self.keep_from(last);
         let mut boundary = next;
         while boundary <= last {
             self.apply_through(boundary - 1);
-            if boundary >= keep_from {
-                self.freeze(boundary);
-            }
+            self.freeze(boundary, boundary >= keep_from);
             self.stats.frozen += 1;
             boundary = boundary.saturating_add(self.interval_ms);
         }
@@ -454,26 +491,42 @@ impl SharedTable {
         }
     }
 
-    fn freeze(&mut self, boundary: i64) {
-        self.snapshots.push_back(Arc::new(SharedSnapshot {
-            boundary_ms: boundary,
-            merchants: self.engine.merchants.clone(),
-            categories: self.engine.categories.clone(),
-        }));
+    /// Close the undo log of the previous boundary and start one for `boundary`, which is
+    /// kept for lookups if `keep`.
+    fn freeze(&mut self, boundary: i64, keep: bool) {
+        let changed = self
+            .engine
+            .merchant_undo
+            .replace(HashMap::new())
+            .unwrap_or_default();
+        match self.frozen.back_mut() {
+            Some(previous) if keep && previous.boundary_ms == boundary - self.interval_ms => {
+                previous.undo = changed;
+            }
+            // Without the log of this interval, older boundaries cannot be rebuilt.
+            _ => self.frozen.clear(),
+        }
+        if keep {
+            self.frozen.push_back(Frozen {
+                boundary_ms: boundary,
+                categories: self.engine.categories.clone(),
+                undo: HashMap::new(),
+            });
+        }
         self.trim();
     }
 
     fn trim(&mut self) {
-        let Some(newest) = self.snapshots.back().map(|s| s.boundary_ms) else {
+        let Some(newest) = self.frozen.back().map(|s| s.boundary_ms) else {
             return;
         };
         let keep_from = self.keep_from(newest);
         while self
-            .snapshots
+            .frozen
             .front()
             .is_some_and(|s| s.boundary_ms < keep_from)
         {
-            self.snapshots.pop_front();
+            self.frozen.pop_front();
         }
     }
 }
@@ -483,6 +536,7 @@ mod tests {
     use super::*;
     use crate::features::Feature;
     use crate::hash::partition_of;
+    use std::collections::HashSet;
 
     const PARTITIONS: u32 = 4;
     const HOUR: i64 = 3_600_000;
@@ -652,6 +706,64 @@ mod tests {
     }
 
     #[test]
+    fn views_rebuild_the_state_as_of_their_boundary() {
+        // Reference: an engine fed the events in the table's order and copied whole at
+        // every boundary; a view must read exactly the copy of its boundary.
+        let events = traffic(4);
+        let cfg = EngineConfig::default();
+        let key = |t: &Transaction| {
+            (
+                t.timestamp.timestamp_millis(),
+                fnv1a64(t.transaction_id.as_bytes()),
+            )
+        };
+        let mut sorted = events.clone();
+        sorted.sort_by_key(key);
+        let mut reference = Engine::new(cfg.clone());
+        let mut copies: HashMap<i64, Engine> = HashMap::new();
+        let mut next_boundary = key(&sorted[0]).0.div_euclid(HOUR) * HOUR;
+        for tx in &sorted {
+            while next_boundary <= key(tx).0 {
+                copies.insert(next_boundary, reference.clone());
+                next_boundary += HOUR;
+            }
+            reference.process(tx);
+        }
+        let mut stream = SingleStream::new(&cfg, HOUR);
+        let mut checked = HashSet::new();
+        for tx in &events {
+            let Some(boundary) = stream.next(tx).boundary_ms() else {
+                continue;
+            };
+            if !checked.insert(boundary) {
+                continue;
+            }
+            let table = &stream.table;
+            let Lookup::Ready(view) = table.lookup(boundary + HOUR) else {
+                panic!("boundary {boundary} not kept");
+            };
+            let copy = &copies[&boundary];
+            // Every merchant the table knows now, and every one the copy knew.
+            let live = table.engine.merchants.keys();
+            for k in live.chain(copy.merchants.keys()) {
+                assert_eq!(
+                    view.merchant(k),
+                    copy.merchants.get(k),
+                    "merchant {k} at {boundary}"
+                );
+            }
+            for (c, w) in &copy.categories {
+                assert_eq!(view.category(*c), Some(w));
+            }
+        }
+        assert!(
+            checked.len() > 24 * 3,
+            "{} boundaries checked",
+            checked.len()
+        );
+    }
+
+    #[test]
     fn partitioned_engines_alone_differ_from_one() {
         // The control: each partition's own merchant state is not one engine's.
         let events = traffic(3);
@@ -692,7 +804,7 @@ mod tests {
         // Boundaries before the first event read the empty state; old ones expire.
         let first = events[0].timestamp.timestamp_millis();
         match table.lookup(first) {
-            Lookup::Ready(s) => assert_eq!(s.merchants(), 0),
+            Lookup::Ready(s) => assert_eq!(s.boundary_ms(), None),
             other => panic!("{other:?}"),
         }
         assert!(matches!(table.lookup(first + 6 * HOUR), Lookup::Expired(_)));

@@ -691,25 +691,26 @@ impl Shared {
         let payload = m.payload().unwrap_or_default();
         let ctx = RecordContext::new(m.topic(), p, m.offset(), ts);
         let decoded = decode_event(payload, &ctx);
-        let snapshot = match (&self.table, &decoded) {
-            (Some(feed), Ok(tx)) => {
-                let mut feed = feed.lock();
+        // Shared merchant state: the table stays locked while the record is scored.
+        let mut feed = self.table.as_ref().map(|f| f.lock());
+        let snapshot = match (feed.as_deref_mut(), &decoded) {
+            (Some(TableFeed { table, expired, .. }), Ok(tx)) => {
                 let at = lookup_ms(
                     worker.detector.engine().watermark_ms(),
                     tx.timestamp.timestamp_millis(),
-                    feed.table.lateness_ms(),
+                    table.lateness_ms(),
                 );
-                match feed.table.lookup(at) {
+                match table.lookup(at) {
                     Lookup::Ready(s) => Some(s),
                     Lookup::NotYet => return Handled::Wait,
                     Lookup::Expired(s) => {
-                        feed.expired += 1;
-                        if feed.expired.is_power_of_two() {
+                        *expired += 1;
+                        if expired.is_power_of_two() {
                             tracing::warn!(
                                 partition = p,
                                 offset = m.offset(),
-                                count = feed.expired,
-                                "shared merchant snapshot already dropped; scored with the oldest kept"
+                                count = *expired,
+                                "shared merchant state of that time already dropped; scored with the oldest kept"
                             );
                         }
                         Some(s)
