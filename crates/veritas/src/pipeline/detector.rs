@@ -8,6 +8,19 @@
 //! produce does not depend on which instance owns it: one instance or N instances of a group
 //! give the same decisions.
 //!
+//! # Shared merchant state (`[engine] shared_merchants`, the default)
+//!
+//! Merchant and category features need every partition's events. A second consumer (the
+//! *reader*) reads every partition of the input from its start into a [`SharedTable`]
+//! (`veritas_detect::shared`: frozen at event-time boundaries that depend only on the
+//! partitions' contents). The same pass feeds scoring: a record of a partition this instance
+//! owns is scored when read, or queued in offset order until the boundary it reads is frozen,
+//! so the table never runs ahead of scoring. The group consumer then only keeps membership
+//! and commits (its partitions are paused). The reader starts once the group has assigned
+//! partitions; a partition moved here whose checkpoint is behind what the reader has read
+//! makes the table start over from the beginning. A partition found at its end for
+//! [`QUIET_RELEASE`] stops holding the table back.
+//!
 //! # At least once
 //!
 //! A decision (or a dead-letter record for an invalid event) is sent for every input record.
@@ -230,16 +243,19 @@ struct PartitionWorker {
     checkpoints: u32,
     /// The checkpoint in progress, if any.
     pending: Option<Pending>,
-    /// Shared merchant state: records read but not scored yet, in offset order, because
-    /// the snapshot the first one reads is not frozen yet.
-    waiting: VecDeque<OwnedMessage>,
+    /// Shared merchant state: records read but not scored yet (with what they decoded to),
+    /// in offset order, because the snapshot the first one reads is not frozen yet.
+    waiting: VecDeque<(OwnedMessage, Decoded)>,
 }
 
-/// Whether a record was handled or must wait for shared merchant state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Handled {
-    Done,
-    Wait,
+/// A record's value decoded as an event.
+type Decoded = Result<veritas_events::Transaction, veritas_events::EventError>;
+
+/// Decodes a record's value (the Kafka timestamp stands in for a missing event time).
+fn decode<M: Message>(m: &M) -> Decoded {
+    let ts = m.timestamp().to_millis().unwrap_or(-1);
+    let ctx = RecordContext::new(m.topic(), m.partition(), m.offset(), ts);
+    decode_event(m.payload().unwrap_or_default(), &ctx)
 }
 
 /// A checkpoint of one partition in progress (see the module docs).
@@ -612,7 +628,8 @@ impl Shared {
         let worker = parts
             .entry(p)
             .or_insert_with(|| self.fresh_worker(m.offset()));
-        self.handle(worker, m);
+        // Without shared merchant state nothing waits.
+        let _ = self.handle(worker, m, decode(m));
     }
 
     /// Shared merchant state: a record of any input partition, read in offset order. It
@@ -620,16 +637,15 @@ impl Shared {
     /// records of that partition still waiting for their snapshot.
     fn feed(&self, m: &BorrowedMessage<'_>) {
         let p = m.partition();
+        let decoded = decode(m);
         if let Some(feed) = &self.table {
             let mut feed = feed.lock();
             let next = feed.next.get(&p).copied().unwrap_or(0);
             if m.offset() >= next {
                 feed.next.insert(p, m.offset() + 1);
-                let ts = m.timestamp().to_millis().unwrap_or(-1);
-                let ctx = RecordContext::new(m.topic(), p, m.offset(), ts);
                 // An invalid event has no place in the table (its owner dead-letters it).
-                if let Ok(tx) = decode_event(m.payload().unwrap_or_default(), &ctx) {
-                    feed.table.offer(p as u32, m.offset(), &tx);
+                if let Ok(tx) = &decoded {
+                    feed.table.offer(p as u32, m.offset(), tx);
                 }
             }
         }
@@ -640,10 +656,15 @@ impl Shared {
         if worker.next_offset >= 0 && m.offset() < worker.next_offset {
             return;
         }
-        if worker.waiting.is_empty() && self.handle(worker, m) == Handled::Done {
-            return;
-        }
-        worker.waiting.push_back(m.detach());
+        let decoded = if worker.waiting.is_empty() {
+            match self.handle(worker, m, decoded) {
+                None => return,
+                Some(decoded) => decoded,
+            }
+        } else {
+            decoded
+        };
+        worker.waiting.push_back((m.detach(), decoded));
     }
 
     /// Shared merchant state: a partition of the input is quiet for now (end reached).
@@ -659,9 +680,9 @@ impl Shared {
         let Some(feed) = &self.table else { return };
         let mut parts = self.parts.lock();
         for w in parts.values_mut() {
-            while let Some(m) = w.waiting.pop_front() {
-                if self.handle(w, &m) == Handled::Wait {
-                    w.waiting.push_front(m);
+            while let Some((m, decoded)) = w.waiting.pop_front() {
+                if let Some(decoded) = self.handle(w, &m, decoded) {
+                    w.waiting.push_front((m, decoded));
                     break;
                 }
             }
@@ -681,16 +702,19 @@ impl Shared {
     }
 
     /// Scores one record (or dead-letters it) and sends the output, unless the shared merchant
-    /// snapshot it reads is not frozen yet.
-    fn handle<M: Message>(&self, worker: &mut PartitionWorker, m: &M) -> Handled {
+    /// snapshot it reads is not frozen yet: then it hands `decoded` back to wait.
+    fn handle<M: Message>(
+        &self,
+        worker: &mut PartitionWorker,
+        m: &M,
+        decoded: Decoded,
+    ) -> Option<Decoded> {
         let p = m.partition();
         if worker.next_offset >= 0 && m.offset() < worker.next_offset {
-            return Handled::Done; // already in state (re-delivered after a seek)
+            return None; // already in state (re-delivered after a seek)
         }
         let ts = m.timestamp().to_millis().unwrap_or(-1);
         let payload = m.payload().unwrap_or_default();
-        let ctx = RecordContext::new(m.topic(), p, m.offset(), ts);
-        let decoded = decode_event(payload, &ctx);
         // Shared merchant state: the table stays locked while the record is scored.
         let mut feed = self.table.as_ref().map(|f| f.lock());
         let snapshot = match (feed.as_deref_mut(), &decoded) {
@@ -702,7 +726,10 @@ impl Shared {
                 );
                 match table.lookup(at) {
                     Lookup::Ready(s) => Some(s),
-                    Lookup::NotYet => return Handled::Wait,
+                    Lookup::NotYet => {
+                        drop(feed);
+                        return Some(decoded);
+                    }
                     Lookup::Expired(s) => {
                         *expired += 1;
                         if expired.is_power_of_two() {
@@ -786,7 +813,7 @@ impl Shared {
                     Ok(v) => v,
                     Err(e) => {
                         self.set_fatal(anyhow!("encoding a decision: {e}"));
-                        return Handled::Done;
+                        return None;
                     }
                 };
                 self.producer
@@ -809,7 +836,7 @@ impl Shared {
         }
         worker.next_offset = m.offset() + 1;
         self.summary.lock().events += 1;
-        Handled::Done
+        None
     }
 
     /// Starts a checkpoint of `w` at its current offset, unless one is in progress: captures
