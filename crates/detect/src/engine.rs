@@ -373,13 +373,8 @@ impl Engine {
                 .flatten();
             let features = compute(card.as_deref(), merchant, cat, &v);
             let arrival = arrival_of(card.as_deref(), &v, lateness);
-            match arrival {
-                Arrival::InOrder => {}
-                Arrival::Late => stats.late_accepted += 1,
-                Arrival::TooLate => {
-                    stats.too_late += 1;
-                    return (features, arrival);
-                }
+            if !admit(stats, arrival, tx) {
+                return (features, arrival);
             }
             if let Some(c) = fold_card(card, &v, &features) {
                 cards.insert(tx.card_number.clone(), c);
@@ -396,17 +391,8 @@ impl Engine {
         let features = compute(card.as_deref(), merchant.as_deref(), cat.as_deref(), &v);
 
         let arrival = arrival_of(card.as_deref(), &v, lateness);
-        match arrival {
-            Arrival::InOrder => {}
-            Arrival::Late => stats.late_accepted += 1,
-            Arrival::TooLate => {
-                stats.too_late += 1;
-                tracing::debug!(
-                    transaction_id = %tx.transaction_id,
-                    "event beyond the lateness bound: scored, not applied to state"
-                );
-                return (features, arrival);
-            }
+        if !admit(stats, arrival, tx) {
+            return (features, arrival);
         }
 
         if let Some(c) = fold_card(card, &v, &features) {
@@ -508,6 +494,26 @@ fn arrival_of(card: Option<&CardState>, v: &TxView<'_>, lateness_ms: i64) -> Arr
             }
         }
         _ => Arrival::InOrder,
+    }
+}
+
+/// Counts a late event; `false` for one beyond the lateness bound, which is scored but not
+/// folded into state.
+fn admit(stats: &mut EngineStats, arrival: Arrival, tx: &Transaction) -> bool {
+    match arrival {
+        Arrival::InOrder => true,
+        Arrival::Late => {
+            stats.late_accepted += 1;
+            true
+        }
+        Arrival::TooLate => {
+            stats.too_late += 1;
+            tracing::debug!(
+                transaction_id = %tx.transaction_id,
+                "event beyond the lateness bound: scored, not applied to state"
+            );
+            false
+        }
     }
 }
 

@@ -419,18 +419,8 @@ async fn detect_decides_every_event_commits_and_survives_a_restart() {
         assert_eq!(dlq[0].value, b"{not json");
         let a = read_topic(bs, "a.decisions", records_in(bs, "a.decisions") as usize);
         let b_ = read_topic(bs, "b.decisions", total as usize);
-        let score_of = |records: &[Read]| -> HashMap<String, f64> {
-            records
-                .iter()
-                .map(|r| {
-                    let v: serde_json::Value = serde_json::from_slice(&r.value).unwrap();
-                    (
-                        v["transaction_id"].as_str().unwrap().to_owned(),
-                        v["score"].as_f64().unwrap(),
-                    )
-                })
-                .collect()
-        };
+        let score_of =
+            |records: &[Read]| -> HashMap<String, f64> { scores_of(records).into_iter().collect() };
         let (sa, sb) = (score_of(&a), score_of(&b_));
         assert_eq!(
             sa.len() as i64,
