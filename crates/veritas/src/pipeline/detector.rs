@@ -689,13 +689,17 @@ impl Shared {
         }
         let mut feed = feed.lock();
         let lateness = feed.table.lateness_ms();
+        // The earliest time a partition's next lookup can ask for: its watermark minus the
+        // lateness bound, or, before it has scored anything, its first waiting event's time.
         let hold = parts
             .values()
-            .filter_map(|w| {
-                w.detector
-                    .engine()
-                    .watermark_ms()
-                    .map(|wm| wm.saturating_sub(lateness))
+            .filter_map(|w| match w.detector.engine().watermark_ms() {
+                Some(wm) => Some(wm.saturating_sub(lateness)),
+                None => w
+                    .waiting
+                    .iter()
+                    .find_map(|(_, d)| d.as_ref().ok())
+                    .map(|tx| tx.timestamp.timestamp_millis()),
             })
             .min();
         feed.table.hold(hold);
