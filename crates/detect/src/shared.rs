@@ -13,12 +13,15 @@
 //! or below the *frontier* `min over p of (highest time read from p − lateness)` can still
 //! arrive, so everything below a boundary at or under the frontier is known: the table
 //! applies events in time order (ties broken by a hash of the transaction id) and freezes
-//! the boundary. A partition
-//! that delivers nothing holds the frontier back; [`SharedTable::release`] lets it go (the
-//! caller's idle timeout, the one case where timing decides: events the released partition
-//! later delivers below a frozen boundary are counted in [`SharedStats::missed`], not applied).
+//! the boundary. Freezing copies no merchant state: each boundary keeps an undo log of the
+//! merchants changed after it, and a [`SharedView`] reads through the logs to the live state.
 //!
-//! Pure: no I/O, no clocks. `docs/detection.md` §7 has the measurements behind the design.
+//! A partition that delivers nothing holds the frontier back; [`SharedTable::release`] lets
+//! it go (the caller's idle timeout, the one case where timing decides: events the released
+//! partition later delivers at or below what was applied are counted in
+//! [`SharedStats::missed`], not applied).
+//!
+//! Pure: no I/O, no clocks. `docs/detection.md` §7 has the design and its measurements.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -31,8 +34,6 @@ use crate::hash::fnv1a64;
 use crate::score::{Decision, Detector};
 use crate::state::{MerchantState, Welford};
 
-/// Default snapshot interval: one hour of event time.
-pub const DEFAULT_INTERVAL_MS: i64 = 3_600_000;
 /// Snapshots kept besides those a [`SharedTable::hold`] asks for.
 const KEEP_SNAPSHOTS: usize = 2;
 
