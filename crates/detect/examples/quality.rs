@@ -76,7 +76,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if std::env::var_os("QUALITY_PER_PARTITION_MERCHANTS").is_some() {
         config.engine.shared_merchants = false;
     }
-    let data = replay(&events[..n_train], &config.engine);
+    let oracle = Oracle::from_env(&events);
+    let data = match &oracle {
+        None => replay(&events[..n_train], &config.engine),
+        Some(o) => o.replay(&events[..n_train], &config.engine),
+    };
     eprintln!(
         "replayed training history in {:.1} s",
         t.elapsed().as_secs_f64()
@@ -129,7 +133,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let p = partition_of(&e.tx.card_number, partitions) as usize;
         let detector = &mut detectors[p];
         let t0 = Instant::now();
-        let features = merchants.features(detector.engine_mut(), &e.tx);
+        let mut features = merchants.features(detector.engine_mut(), &e.tx);
+        if let Some(o) = &oracle {
+            o.inject(&mut features, e);
+        }
         let a = detector.assess_features(features);
         let d = detector.decide(&e.tx, &a);
         let us = t0.elapsed().as_micros() as u64;
@@ -205,6 +212,11 @@ fn diagnose(
         F::MerchantRecentCategoryZ,
         F::MerchantSuspectShare,
         F::MerchantSuspectLift,
+        F::MerchantTicketCusum,
+        F::MerchantElevatedPosterior,
+        F::MerchantRecentVolume,
+        F::CategoryAmountZscore,
+        F::AmountToCategoryMean,
     ];
     let want = std::env::var("QUALITY_DIAG").unwrap_or_default();
     use std::collections::{BTreeMap, HashMap};
@@ -285,8 +297,9 @@ fn diagnose(
         }
     }
     eprintln!("threshold {thr:.4}; false positives {fp_total}");
-    if let Ok(name) = std::env::var("QUALITY_FEATURE") {
-        if let Some(f) = veritas_detect::Feature::from_name(&name) {
+    let names = std::env::var("QUALITY_FEATURE").unwrap_or_default();
+    for name in names.split(',').filter(|n| !n.is_empty()) {
+        if let Some(f) = veritas_detect::Feature::from_name(name) {
             let pct = |mut v: Vec<f32>| -> String {
                 v.sort_by(f32::total_cmp);
                 let n = v.len().max(1);
@@ -332,5 +345,74 @@ fn diagnose(
             if follow { "follow-up" } else { "first" },
             f64::from(hit) / f64::from(n.max(1))
         );
+    }
+}
+
+/// `QUALITY_ORACLE=merchant`: an upper bound, for analysis only. Every event at a merchant
+/// whose compromise episode is under way (from its first fraudulent transaction to its
+/// last, read from the labels) gets a flag in place of `merchant_suspect_posterior`, in
+/// training and scoring. No detector can know more about the merchant than that, so the
+/// recall this gives bounds what merchant-level evidence can achieve.
+struct Oracle {
+    windows: std::collections::HashMap<String, (i64, i64)>,
+}
+
+impl Oracle {
+    fn from_env(events: &[veritas_events::LabelledTransaction]) -> Option<Oracle> {
+        if std::env::var("QUALITY_ORACLE").ok()? != "merchant" {
+            return None;
+        }
+        let mut windows = std::collections::HashMap::new();
+        for e in events {
+            if e.label.scenario.as_deref() == Some("compromised_merchant") {
+                let t = e.tx.timestamp.timestamp_millis();
+                let m = e.tx.merchant_id.clone().unwrap_or_default();
+                let w = windows.entry(m).or_insert((t, t));
+                w.0 = w.0.min(t);
+                w.1 = w.1.max(t);
+            }
+        }
+        Some(Oracle { windows })
+    }
+
+    fn inject(&self, f: &mut veritas_detect::Features, e: &veritas_events::LabelledTransaction) {
+        let t = e.tx.timestamp.timestamp_millis();
+        let on =
+            e.tx.merchant_id
+                .as_ref()
+                .and_then(|m| self.windows.get(m))
+                .is_some_and(|&(a, b)| a <= t && t <= b);
+        f.set(
+            veritas_detect::Feature::MerchantSuspectPosterior,
+            f64::from(u8::from(on)),
+        );
+    }
+
+    fn replay(
+        &self,
+        events: &[veritas_events::LabelledTransaction],
+        cfg: &veritas_detect::EngineConfig,
+    ) -> veritas_detect::training::Replayed {
+        let partitions = cfg.partitions.max(1);
+        let mut engines: Vec<veritas_detect::Engine> = (0..partitions)
+            .map(|_| veritas_detect::Engine::new(cfg.clone()))
+            .collect();
+        let mut out = veritas_detect::training::Replayed {
+            dataset: veritas_detect::gbdt::Dataset::new(veritas_detect::NUM_FEATURES),
+            timestamps: Vec::new(),
+            scenarios: Vec::new(),
+            merchant_state: cfg.merchant_state(),
+        };
+        let mut merchants = MerchantSource::for_config(cfg);
+        for e in events {
+            let p = partition_of(&e.tx.card_number, partitions) as usize;
+            let mut f = merchants.features(&mut engines[p], &e.tx);
+            self.inject(&mut f, e);
+            if out.dataset.push(f.as_slice(), e.label.is_fraud).is_ok() {
+                out.timestamps.push(e.tx.timestamp.timestamp_millis());
+                out.scenarios.push(e.label.scenario.clone());
+            }
+        }
+        out
     }
 }

@@ -83,7 +83,7 @@ impl Default for EngineConfig {
             max_clock_step_secs: 86_400,
             partitions: 6,
             shared_merchants: true,
-            shared_interval_secs: 3600,
+            shared_interval_secs: 900,
         }
     }
 }
@@ -579,6 +579,7 @@ pub(crate) fn compute(
         distinct[0] = merchant_key;
         n_distinct = 1;
     }
+    let (mut novel_3h, mut novel_high_3h) = (0u32, 0u32);
     if let Some(c) = card {
         for e in c.recent.iter().rev() {
             if e.ms > t {
@@ -609,6 +610,10 @@ pub(crate) fn compute(
                 novel_24h += u32::from(novel);
                 high_24h += u32::from(flags & RECENT_HIGH_AMOUNT != 0);
             }
+            if age < 3 * HOUR_MS {
+                novel_3h += u32::from(novel);
+                novel_high_3h += u32::from(novel && flags & RECENT_HIGH_AMOUNT != 0);
+            }
             if age < HOUR_MS {
                 novel_1h += u32::from(novel);
                 high_1h += u32::from(flags & RECENT_HIGH_AMOUNT != 0);
@@ -637,6 +642,8 @@ pub(crate) fn compute(
     f.set(F::MicroTx1h, f64::from(micro_1h));
     f.set(F::NovelTx1h, f64::from(novel_1h));
     f.set(F::NovelTx24h, f64::from(novel_24h));
+    f.set(F::NovelTx3h, f64::from(novel_3h));
+    f.set(F::NovelHighTx3h, f64::from(novel_high_3h));
     f.set(F::HighAmountTx1h, f64::from(high_1h));
     f.set(F::HighAmountTx24h, f64::from(high_24h));
     if v.merchant != 0 {
@@ -886,6 +893,20 @@ fn merchant_features(f: &mut Features, m: &MerchantState, v: &TxView<'_>) {
         f.set(F::MerchantMicroShare, share(fast.micro));
         f.set(F::MerchantAnomalyShare, share(fast.anomalous));
         f.set(F::MerchantSuspectShare, share(fast.suspect));
+        // Sample-size aware forms: the recent (24 h decayed) volume itself, and the
+        // elevated and suspect shares shrunk toward fixed priors by a pseudo-count of 8
+        // transactions, so two suspect transactions out of two read as less than twenty
+        // out of twenty.
+        let volume = fast.activity * kf;
+        f.set(F::MerchantRecentVolume, volume);
+        f.set(
+            F::MerchantElevatedPosterior,
+            (fast.elevated * kf + PRIOR_STRENGTH * ELEVATED_PRIOR) / (volume + PRIOR_STRENGTH),
+        );
+        f.set(
+            F::MerchantSuspectPosterior,
+            (fast.suspect * kf + PRIOR_STRENGTH * SUSPECT_PRIOR) / (volume + PRIOR_STRENGTH),
+        );
         if has_baseline {
             let base = |x_slow: f64, x_fast: f64| older(x_slow, x_fast) / older_activity;
             f.set(
@@ -903,6 +924,7 @@ fn merchant_features(f: &mut Features, m: &MerchantState, v: &TxView<'_>) {
         }
     }
     f.set_opt(F::MerchantAmountZscore, z(v.log_amount, &m.log_amount, 5));
+    f.set(F::MerchantTicketCusum, m.cusum_at(t));
     if fast.cat_z_n > 0.0 {
         let recent = fast.cat_z_sum / fast.cat_z_n;
         f.set(F::MerchantRecentCategoryZ, recent);
@@ -935,6 +957,13 @@ fn merchant_features(f: &mut Features, m: &MerchantState, v: &TxView<'_>) {
         );
     }
 }
+
+/// Pseudo-count of the priors the merchant posterior shares shrink toward.
+const PRIOR_STRENGTH: f64 = 8.0;
+/// Prior share of transactions with category z >= 1 (about a standard normal's tail).
+const ELEVATED_PRIOR: f64 = 0.16;
+/// Prior share of suspect transactions.
+const SUSPECT_PRIOR: f64 = 0.05;
 
 /// Fold the event into the merchant's state.
 fn apply_merchant(m: &mut MerchantState, v: &TxView<'_>, f: &Features) {
@@ -981,9 +1010,15 @@ fn apply_merchant(m: &mut MerchantState, v: &TxView<'_>, f: &Features) {
     if v.amount < MICRO_AMOUNT {
         add.micro = 1.0;
     }
+    let category_z = f.get(Feature::CategoryAmountZscore).map(f64::from);
+    if let Some(z) = category_z {
+        if z >= 1.0 {
+            add.elevated = 1.0;
+        }
+        m.push_cusum(v.ms, z);
+    }
     m.fast.add(&add);
     m.slow.add(&add);
-    let category_z = f.get(Feature::CategoryAmountZscore).map(f64::from);
     m.events.push(
         add.suspect > 0.0,
         category_z.is_some_and(|z| z >= 1.0),

@@ -193,7 +193,41 @@ features! {
     MerchantAmountZscore = "merchant_amount_zscore",
     /// z-score of `ln(1+amount)` against all cards in this category; missing below 20 transactions.
     CategoryAmountZscore = "category_amount_zscore",
+    /// The merchant's recent volume: its transactions with weights `exp(−age / 24 h)`.
+    /// The shares above are only as reliable as this count is large.
+    MerchantRecentVolume = "merchant_recent_volume",
+    /// Recent (24 h decayed) share of the merchant's transactions paying well above their
+    /// category's norm (category z ≥ 1), shrunk toward a prior of 0.16 with the weight of
+    /// 8 transactions: `(elevated + 8·0.16) / (volume + 8)`.
+    MerchantElevatedPosterior = "merchant_elevated_posterior",
+    /// `merchant_suspect_share` shrunk the same way toward a prior of 0.05.
+    MerchantSuspectPosterior = "merchant_suspect_posterior",
+    /// Page's CUSUM of the category z-scores of the merchant's transactions against a
+    /// shift of one standard deviation upward (reference value 0.5), fading with a 3-day
+    /// time constant: accumulated evidence that the merchant's tickets run above its
+    /// category's norm. 0 for a merchant whose traffic looks normal.
+    MerchantTicketCusum = "merchant_ticket_cusum",
+    /// Earlier transactions in the previous 3 hours at a merchant or in a category new to
+    /// the card (the span of a shopping trip, longer than `novel_tx_1h`).
+    NovelTx3h = "novel_tx_3h",
+    /// Earlier transactions in the previous 3 hours that were both new to the card
+    /// (merchant or category) and above 3x its mean at the time: a run of big tickets at
+    /// unfamiliar shops, the footprint of a spree on a stolen card.
+    NovelHighTx3h = "novel_high_tx_3h",
 }
+
+/// Merchant features that grow with the evidence, so they measure the merchant's whole
+/// traffic only where the engine sees all of it: with shared merchant state (the
+/// default), or on one engine. With per-partition merchant state they measure the
+/// partition's share of it (models are trained on the same split, and a model file
+/// records the merchant-state mode). Every other `merchant_*` feature is a share, mean or
+/// ratio and reads the same on any share of a merchant's cards.
+pub const MERCHANT_EVIDENCE: &[Feature] = &[
+    Feature::MerchantRecentVolume,
+    Feature::MerchantElevatedPosterior,
+    Feature::MerchantSuspectPosterior,
+    Feature::MerchantTicketCusum,
+];
 
 /// Number of features the engine computes.
 pub const NUM_FEATURES: usize = Feature::ALL.len();

@@ -52,7 +52,7 @@ pub use engine::{
 pub use error::{DecodeError, DetectError};
 pub use features::{
     feature_names, feature_set_fingerprint, fingerprint_of, Feature, Features, FEATURE_SET_VERSION,
-    NUM_FEATURES,
+    MERCHANT_EVIDENCE, NUM_FEATURES,
 };
 pub use geo::haversine_km;
 pub use hash::partition_of;

@@ -159,7 +159,7 @@ pub(crate) struct CardState {
 }
 
 const CARD_RECORD_VERSION: u8 = 3;
-const MERCHANT_RECORD_VERSION: u8 = 4;
+const MERCHANT_RECORD_VERSION: u8 = 5;
 /// Longest hourly ring a version-2 merchant record may hold.
 const LEGACY_MERCHANT_RING: usize = 128;
 
@@ -406,6 +406,10 @@ pub(crate) struct MerchantState {
     pub(crate) slow: MerchantSums,
     /// Per-transaction exponential averages (see [`MerchantEvents`]).
     pub(crate) events: MerchantEvents,
+    /// Page's CUSUM of the merchant's category z-scores against an upward shift (see
+    /// [`MerchantState::push_cusum`]), as of `cusum_ms`.
+    pub(crate) cusum: f64,
+    pub(crate) cusum_ms: i64,
     pub(crate) dirty: bool,
 }
 
@@ -513,6 +517,8 @@ pub(crate) struct MerchantSums {
     pub(crate) own_z_n: f64,
     /// First visits by a card with an amount above the category norm.
     pub(crate) suspect: f64,
+    /// Amounts well above the category norm (category z >= 1), new card or not.
+    pub(crate) elevated: f64,
 }
 
 impl MerchantSums {
@@ -527,6 +533,7 @@ impl MerchantSums {
         self.own_z_sum += o.own_z_sum;
         self.own_z_n += o.own_z_n;
         self.suspect += o.suspect;
+        self.elevated += o.elevated;
     }
 
     fn scale(&mut self, k: f64) {
@@ -540,6 +547,7 @@ impl MerchantSums {
         self.own_z_sum *= k;
         self.own_z_n *= k;
         self.suspect *= k;
+        self.elevated *= k;
     }
 
     fn encode(&self, w: &mut Writer) {
@@ -554,12 +562,15 @@ impl MerchantSums {
             self.own_z_sum,
             self.own_z_n,
             self.suspect,
+            self.elevated,
         ] {
             w.f64(v);
         }
     }
 
-    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+    /// Decode sums written by a record of `version` (before version 5 without `elevated`,
+    /// which then starts at 0 and fills within a day).
+    fn decode(r: &mut Reader<'_>, version: u8) -> Result<Self, DecodeError> {
         Ok(Self {
             activity: r.f64()?,
             new_card: r.f64()?,
@@ -571,9 +582,15 @@ impl MerchantSums {
             own_z_sum: r.f64()?,
             own_z_n: r.f64()?,
             suspect: r.f64()?,
+            elevated: if version >= 5 { r.f64()? } else { 0.0 },
         })
     }
 }
+
+/// Time constant with which a merchant's CUSUM fades between transactions (3 days).
+pub(crate) const CUSUM_TAU_MS: f64 = 3.0 * 86_400_000.0;
+/// Reference value of the merchant CUSUM, in standard deviations of the category z-score.
+pub(crate) const CUSUM_K: f64 = 0.5;
 
 impl MerchantState {
     /// Approximate bytes used by this merchant's state.
@@ -593,6 +610,27 @@ impl MerchantState {
                 (-dt / MERCHANT_BASELINE_TAU_MS).exp(),
             )
         }
+    }
+
+    /// The CUSUM as of `ms`: it fades with time constant [`CUSUM_TAU_MS`] between
+    /// transactions, so an episode that ended stops counting against the merchant.
+    pub(crate) fn cusum_at(&self, ms: i64) -> f64 {
+        let dt = ms.saturating_sub(self.cusum_ms).max(0) as f64;
+        self.cusum * (-dt / CUSUM_TAU_MS).exp()
+    }
+
+    /// Fold one transaction's category z-score into the CUSUM:
+    /// `S = max(0, S·fade + (z − k))` with reference value `k` = [`CUSUM_K`], the classical
+    /// choice for detecting a shift of the mean by `2k` standard deviations. Under the
+    /// merchant's normal traffic (z around 0) it drifts down and stays near 0; once its
+    /// tickets run a standard deviation or more above the category's norm it climbs by
+    /// about `z − k` per transaction, so it measures how much evidence of a shift has
+    /// accumulated, not just how large the shift looks.
+    pub(crate) fn push_cusum(&mut self, ms: i64, z: f64) {
+        let at = ms.max(self.cusum_ms);
+        let s = self.cusum_at(at) + (z.clamp(-3.0, 4.0) - CUSUM_K);
+        self.cusum = s.max(0.0);
+        self.cusum_ms = at;
     }
 
     /// Bring the decayed sums up to `ms` (no-op for earlier times).
@@ -615,6 +653,8 @@ impl MerchantState {
         self.fast.encode(w);
         self.slow.encode(w);
         self.events.encode(w);
+        w.f64(self.cusum);
+        w.i64(self.cusum_ms);
     }
 
     /// Decode a merchant record. Records of versions 2 and 3 (before the per-transaction
@@ -643,9 +683,9 @@ impl MerchantState {
             }
         }
         let decay_ms = r.i64()?;
-        let fast = MerchantSums::decode(r)?;
+        let fast = MerchantSums::decode(r, version)?;
         let slow = if version >= 3 {
-            MerchantSums::decode(r)?
+            MerchantSums::decode(r, version)?
         } else {
             fast
         };
@@ -653,6 +693,11 @@ impl MerchantState {
             MerchantEvents::decode(r)?
         } else {
             MerchantEvents::default()
+        };
+        let (cusum, cusum_ms) = if version >= 5 {
+            (r.f64()?, r.i64()?)
+        } else {
+            (0.0, decay_ms)
         };
         Ok(Self {
             count,
@@ -663,6 +708,8 @@ impl MerchantState {
             fast,
             slow,
             events,
+            cusum,
+            cusum_ms,
             dirty: false,
         })
     }
@@ -735,6 +782,45 @@ mod tests {
         for v in [1u8, MERCHANT_RECORD_VERSION + 1] {
             assert!(MerchantState::decode(&mut Reader::new(&[v])).is_err());
         }
+    }
+
+    #[test]
+    fn version_4_merchant_records_are_migrated() {
+        // Before the elevated sums and the CUSUM.
+        let mut w = Writer::new();
+        w.u8(4);
+        w.u64(3);
+        w.i64(1_000);
+        w.i64(5_000);
+        Welford::default().encode(&mut w);
+        w.i64(5_000);
+        for sums in 0..2 {
+            for v in 1..=10 {
+                w.f64(f64::from(v + 10 * sums));
+            }
+        }
+        let events = MerchantEvents {
+            n: 3,
+            suspect: 0.25,
+            ..MerchantEvents::default()
+        };
+        events.encode(&mut w);
+        let bytes = w.into_bytes();
+        let m = MerchantState::decode(&mut Reader::new(&bytes)).unwrap();
+        assert_eq!(
+            (m.fast.activity, m.fast.suspect, m.fast.elevated),
+            (1.0, 10.0, 0.0)
+        );
+        assert_eq!(
+            (m.slow.activity, m.slow.suspect, m.slow.elevated),
+            (11.0, 20.0, 0.0)
+        );
+        assert_eq!(m.events, events);
+        assert_eq!((m.cusum, m.cusum_ms), (0.0, 5_000));
+        let mut w = Writer::new();
+        m.encode(&mut w);
+        let bytes = w.into_bytes();
+        assert_eq!(MerchantState::decode(&mut Reader::new(&bytes)).unwrap(), m);
     }
 
     #[test]

@@ -979,6 +979,133 @@ fn merchant_shift_features_hand_computed() {
 }
 
 #[test]
+fn merchant_evidence_features_hand_computed() {
+    let mut e = Engine::default();
+    // 20 grocery purchases of 10.00 at other merchants set the category's statistics.
+    for i in 0..20 {
+        e.process(&rich(
+            &format!("c{i}"),
+            &format!("41000000000001{i:02}"),
+            i,
+            10.0,
+            &format!("o{i}"),
+            "grocery",
+        ));
+    }
+    let f1 = e.process(&rich(
+        "s1",
+        "4200000000000001",
+        100,
+        20.0,
+        "shop",
+        "grocery",
+    ));
+    assert_eq!(f1.get(Feature::MerchantTicketCusum), None, "new merchant");
+    // z1 = (ln 21 - ln 11) / 0.1 (std floored) = 6.47: the CUSUM takes min(z, 4) - 0.5.
+    let z1 = (21f64.ln() - 11f64.ln()) / 0.1;
+    assert!(close(val(&f1, Feature::CategoryAmountZscore), z1, 1e-5));
+    let f2 = e.process(&rich(
+        "s2",
+        "4200000000000002",
+        100 + 3600,
+        10.0,
+        "shop",
+        "grocery",
+    ));
+    // One hour later: the CUSUM has faded by e^(-1/72), the volume by e^(-1/24); s1 was
+    // elevated (z >= 1) and suspect (first visit, z > 0.5).
+    let s1 = 3.5 * (-1.0f64 / 72.0).exp();
+    assert!(close(val(&f2, Feature::MerchantTicketCusum), s1, 1e-6));
+    let w = (-1.0f64 / 24.0).exp();
+    assert!(close(val(&f2, Feature::MerchantRecentVolume), w, 1e-6));
+    assert!(close(
+        val(&f2, Feature::MerchantElevatedPosterior),
+        (w + 8.0 * 0.16) / (w + 8.0),
+        1e-6
+    ));
+    assert!(close(
+        val(&f2, Feature::MerchantSuspectPosterior),
+        (w + 8.0 * 0.05) / (w + 8.0),
+        1e-6
+    ));
+    // s2 paid below the category's norm: the CUSUM drops by 0.5 - z2, never below 0.
+    let z2 = f64::from(f2.get(Feature::CategoryAmountZscore).unwrap());
+    assert!(z2 < 0.0);
+    let f3 = e.process(&rich(
+        "s3",
+        "4200000000000003",
+        100 + 2 * 3600,
+        10.0,
+        "shop",
+        "grocery",
+    ));
+    let s2 = (s1 + z2 - 0.5).max(0.0) * (-1.0f64 / 72.0).exp();
+    assert!(close(val(&f3, Feature::MerchantTicketCusum), s2, 1e-6));
+    // Two transactions, at 2 h and 1 h: volume e^(-2/24) + e^(-1/24); only s1 elevated.
+    let v = (-2.0f64 / 24.0).exp() + w;
+    assert!(close(val(&f3, Feature::MerchantRecentVolume), v, 1e-6));
+    assert!(close(
+        val(&f3, Feature::MerchantElevatedPosterior),
+        ((-2.0f64 / 24.0).exp() + 8.0 * 0.16) / (v + 8.0),
+        1e-6
+    ));
+}
+
+#[test]
+fn three_hour_novelty_features_hand_computed() {
+    let mut e = Engine::default();
+    let card = "4000000000000036";
+    let day = 86_400;
+    // Three 10.00 groceries at one shop: mean 10, so "high" means above 30.
+    for d in 0..3 {
+        e.process(&rich(
+            &format!("g{d}"),
+            card,
+            d * day,
+            10.0,
+            "m1",
+            "grocery",
+        ));
+    }
+    // A big ticket at a new shop (new and high), then a small one at another new shop.
+    e.process(&rich(
+        "x1",
+        card,
+        2 * day + 3600,
+        100.0,
+        "m2",
+        "electronics",
+    ));
+    e.process(&rich("x2", card, 2 * day + 2 * 3600, 12.0, "m3", "grocery"));
+    let f = e.process(&rich(
+        "q",
+        card,
+        2 * day + 3 * 3600 + 1800,
+        10.0,
+        "m1",
+        "grocery",
+    ));
+    assert_eq!(val(&f, Feature::NovelTx3h), 2.0);
+    assert_eq!(val(&f, Feature::NovelHighTx3h), 1.0);
+    assert_eq!(
+        val(&f, Feature::NovelTx1h),
+        0.0,
+        "both more than an hour ago"
+    );
+    // Past three hours the big ticket no longer counts.
+    let f = e.process(&rich(
+        "r",
+        card,
+        2 * day + 4 * 3600 + 60,
+        10.0,
+        "m1",
+        "grocery",
+    ));
+    assert_eq!(val(&f, Feature::NovelTx3h), 1.0);
+    assert_eq!(val(&f, Feature::NovelHighTx3h), 0.0);
+}
+
+#[test]
 fn hour_deviation_is_circular_hand_computed() {
     let mut e = Engine::default();
     let card = "4000000000000176";
@@ -1097,7 +1224,11 @@ fn merchant_features_are_invariant_to_partitioning() {
     let merchant_features: Vec<Feature> = Feature::ALL
         .iter()
         .copied()
-        .filter(|f| f.name().starts_with("merchant_") && *f != Feature::MerchantNew)
+        .filter(|f| {
+            f.name().starts_with("merchant_")
+                && *f != Feature::MerchantNew
+                && !crate::features::MERCHANT_EVIDENCE.contains(f)
+        })
         .collect();
     assert!(merchant_features.len() >= 10);
     // Judge the last 10 days, once the engines have a baseline.
