@@ -11,8 +11,8 @@ use crate::hash::{key32, key32_upper};
 use crate::shared::SharedView;
 use crate::state::{
     ema_correction, merchant24, CardState, Located, MerchantState, MerchantSums, Recent, Welford,
-    EVENT_ALPHA_LONG, EVENT_ALPHA_SHORT, HORIZON_MS, MERCHANT_BASELINE_TAU_MS, MERCHANT_TAU_MS,
-    RECENT_HIGH_AMOUNT, RECENT_NEW_CATEGORY, RECENT_NEW_MERCHANT,
+    CUSUM_K, EVENT_ALPHA_LONG, EVENT_ALPHA_SHORT, HORIZON_MS, MERCHANT_BASELINE_TAU_MS,
+    MERCHANT_TAU_MS, RECENT_HIGH_AMOUNT, RECENT_NEW_CATEGORY, RECENT_NEW_MERCHANT,
 };
 
 /// Amounts strictly below this are "micro" transactions (card-testing probes).
@@ -924,7 +924,7 @@ fn merchant_features(f: &mut Features, m: &MerchantState, v: &TxView<'_>) {
         }
     }
     f.set_opt(F::MerchantAmountZscore, z(v.log_amount, &m.log_amount, 5));
-    f.set(F::MerchantTicketCusum, m.cusum_at(t));
+    f.set(F::MerchantTicketCusum, m.ticket_cusum.at(t));
     if fast.cat_z_n > 0.0 {
         let recent = fast.cat_z_sum / fast.cat_z_n;
         f.set(F::MerchantRecentCategoryZ, recent);
@@ -1015,7 +1015,8 @@ fn apply_merchant(m: &mut MerchantState, v: &TxView<'_>, f: &Features) {
         if z >= 1.0 {
             add.elevated = 1.0;
         }
-        m.push_cusum(v.ms, z);
+        // The log-likelihood ratio of a one-standard-deviation shift (z clamped).
+        m.ticket_cusum.push(v.ms, z.clamp(-3.0, 4.0) - CUSUM_K);
     }
     m.fast.add(&add);
     m.slow.add(&add);

@@ -406,10 +406,8 @@ pub(crate) struct MerchantState {
     pub(crate) slow: MerchantSums,
     /// Per-transaction exponential averages (see [`MerchantEvents`]).
     pub(crate) events: MerchantEvents,
-    /// Page's CUSUM of the merchant's category z-scores against an upward shift (see
-    /// [`MerchantState::push_cusum`]), as of `cusum_ms`.
-    pub(crate) cusum: f64,
-    pub(crate) cusum_ms: i64,
+    /// Page's CUSUM of the merchant's category z-scores against an upward shift.
+    pub(crate) ticket_cusum: Cusum,
     pub(crate) dirty: bool,
 }
 
@@ -587,9 +585,51 @@ impl MerchantSums {
     }
 }
 
+/// Page's cumulative sum, `S ← max(0, S·fade + increment)`, for detecting a change in a
+/// merchant's traffic: each transaction adds the log-likelihood ratio (or a score shaped
+/// like one) of "changed" against "normal", so under normal traffic the sum drifts down
+/// and stays near 0, and after a change it climbs by about the ratio per transaction. It
+/// measures how much evidence of a change has accumulated, not only how large the change
+/// looks. Between transactions it fades with time constant [`CUSUM_TAU_MS`], so an
+/// episode that ended stops counting against the merchant.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub(crate) struct Cusum {
+    value: f64,
+    ms: i64,
+}
+
+impl Cusum {
+    /// The sum as of `ms`.
+    pub(crate) fn at(&self, ms: i64) -> f64 {
+        let dt = ms.saturating_sub(self.ms).max(0) as f64;
+        self.value * (-dt / CUSUM_TAU_MS).exp()
+    }
+
+    /// Add one transaction's `increment` at `ms` (a late one counts as of the latest time).
+    pub(crate) fn push(&mut self, ms: i64, increment: f64) {
+        let at = ms.max(self.ms);
+        self.value = (self.at(at) + increment).max(0.0);
+        self.ms = at;
+    }
+
+    fn encode(&self, w: &mut Writer) {
+        w.f64(self.value);
+        w.i64(self.ms);
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(Self {
+            value: r.f64()?,
+            ms: r.i64()?,
+        })
+    }
+}
+
 /// Time constant with which a merchant's CUSUM fades between transactions (3 days).
 pub(crate) const CUSUM_TAU_MS: f64 = 3.0 * 86_400_000.0;
-/// Reference value of the merchant CUSUM, in standard deviations of the category z-score.
+/// Reference value of the ticket CUSUM, in standard deviations of the category z-score:
+/// `z − k` is the log-likelihood ratio of a shift of the mean by `2k = 1` standard
+/// deviation against none.
 pub(crate) const CUSUM_K: f64 = 0.5;
 
 impl MerchantState {
@@ -612,27 +652,6 @@ impl MerchantState {
         }
     }
 
-    /// The CUSUM as of `ms`: it fades with time constant [`CUSUM_TAU_MS`] between
-    /// transactions, so an episode that ended stops counting against the merchant.
-    pub(crate) fn cusum_at(&self, ms: i64) -> f64 {
-        let dt = ms.saturating_sub(self.cusum_ms).max(0) as f64;
-        self.cusum * (-dt / CUSUM_TAU_MS).exp()
-    }
-
-    /// Fold one transaction's category z-score into the CUSUM:
-    /// `S = max(0, S·fade + (z − k))` with reference value `k` = [`CUSUM_K`], the classical
-    /// choice for detecting a shift of the mean by `2k` standard deviations. Under the
-    /// merchant's normal traffic (z around 0) it drifts down and stays near 0; once its
-    /// tickets run a standard deviation or more above the category's norm it climbs by
-    /// about `z − k` per transaction, so it measures how much evidence of a shift has
-    /// accumulated, not just how large the shift looks.
-    pub(crate) fn push_cusum(&mut self, ms: i64, z: f64) {
-        let at = ms.max(self.cusum_ms);
-        let s = self.cusum_at(at) + (z.clamp(-3.0, 4.0) - CUSUM_K);
-        self.cusum = s.max(0.0);
-        self.cusum_ms = at;
-    }
-
     /// Bring the decayed sums up to `ms` (no-op for earlier times).
     pub(crate) fn decay_to(&mut self, ms: i64) {
         if ms > self.decay_ms {
@@ -653,8 +672,7 @@ impl MerchantState {
         self.fast.encode(w);
         self.slow.encode(w);
         self.events.encode(w);
-        w.f64(self.cusum);
-        w.i64(self.cusum_ms);
+        self.ticket_cusum.encode(w);
     }
 
     /// Decode a merchant record. Records of versions 2 and 3 (before the per-transaction
@@ -694,10 +712,10 @@ impl MerchantState {
         } else {
             MerchantEvents::default()
         };
-        let (cusum, cusum_ms) = if version >= 5 {
-            (r.f64()?, r.i64()?)
+        let ticket_cusum = if version >= 5 {
+            Cusum::decode(r)?
         } else {
-            (0.0, decay_ms)
+            Cusum::default()
         };
         Ok(Self {
             count,
@@ -708,8 +726,7 @@ impl MerchantState {
             fast,
             slow,
             events,
-            cusum,
-            cusum_ms,
+            ticket_cusum,
             dirty: false,
         })
     }
@@ -816,7 +833,7 @@ mod tests {
             (11.0, 20.0, 0.0)
         );
         assert_eq!(m.events, events);
-        assert_eq!((m.cusum, m.cusum_ms), (0.0, 5_000));
+        assert_eq!(m.ticket_cusum, Cusum::default());
         let mut w = Writer::new();
         m.encode(&mut w);
         let bytes = w.into_bytes();

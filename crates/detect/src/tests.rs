@@ -685,12 +685,12 @@ fn a_model_serves_only_the_merchant_state_it_was_trained_with() {
     assert!(shared(false).check_model(&old).is_ok());
     let err = shared(true).check_model(&old).unwrap_err();
     assert!(
-        err.to_string().contains("`partition`") && err.to_string().contains("`shared:3600`"),
+        err.to_string().contains("`partition`") && err.to_string().contains("`shared:900`"),
         "{err}"
     );
     let t = gbdt::train(&synthetic(1500, 4), None, &small_params(), |_| {}).unwrap();
     let meta = ModelMeta {
-        merchant_state: "shared:3600".into(),
+        merchant_state: "shared:900".into(),
         ..ModelMeta::default()
     };
     let m = Model::from_json(&Model::new(t.ensemble, meta).to_json()).unwrap();

@@ -251,7 +251,7 @@ mod tests {
         };
         let one = replay_with(1, true);
         let six = replay_with(6, true);
-        assert_eq!(one.merchant_state, "shared:3600");
+        assert_eq!(one.merchant_state, "shared:900");
         assert_eq!(one.dataset.len(), events.len());
         let differing = |a: &Replayed, b: &Replayed| {
             (0..a.dataset.len())
