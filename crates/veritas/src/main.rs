@@ -9,6 +9,11 @@ mod pipeline;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc instead of the system allocator: per-event allocations dominated the detector's
+/// profile under glibc malloc (BENCHMARKS.md, "`veritas detect` end to end").
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Real-time card-fraud detection on Kafka.
 #[derive(Debug, Parser)]
 #[command(name = "veritas", version, about, propagate_version = true)]
