@@ -135,7 +135,8 @@ struct Cursor {
 #[derive(Debug, Clone)]
 struct Pending {
     key: (i64, u64, u32, i64),
-    tx: Transaction,
+    /// Boxed: the heap moves entries on every push and pop, and a transaction is ~0.4 KiB.
+    tx: Box<Transaction>,
 }
 
 impl PartialEq for Pending {
@@ -363,7 +364,7 @@ impl SharedTable {
         }
         self.pending.push(Reverse(Pending {
             key: (ms, fnv1a64(tx.transaction_id.as_bytes()), partition, offset),
-            tx: tx.clone(),
+            tx: Box::new(tx.clone()),
         }));
         self.advance();
         true
