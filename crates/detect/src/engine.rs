@@ -338,13 +338,94 @@ impl Engine {
     ) -> (Features, Arrival) {
         let v = TxView::new(tx);
         self.stats.events += 1;
-        if v.ms > self.watermark {
+        self.advance_clock(v.ms);
+        let lateness = self.cfg.lateness_ms();
+        let Self {
+            cards,
+            merchants,
+            categories,
+            stats,
+            ..
+        } = self;
+        let card = cards.get_mut(tx.card_number.as_str());
+        let features = match shared {
+            Some(shared) => {
+                let merchant = v.merchant_id.and_then(|m| shared.merchant(m));
+                let cat = (v.category != 0)
+                    .then(|| shared.category(v.category))
+                    .flatten();
+                compute(card.as_deref(), merchant, cat, &v)
+            }
+            None => {
+                let merchant = v.merchant_id.and_then(|m| merchants.get(m));
+                let cat = (v.category != 0)
+                    .then(|| categories.get(&v.category))
+                    .flatten();
+                compute(card.as_deref(), merchant, cat, &v)
+            }
+        };
+        let arrival = arrival_of(card.as_deref(), &v, lateness);
+        if !admit(stats, arrival, tx) {
+            return (features, arrival);
+        }
+        if let Some(c) = fold_card(card, &v, &features) {
+            cards.insert(tx.card_number.clone(), c);
+        }
+        // With shared state the event touches only its card here: merchant and category
+        // state live in the table.
+        if shared.is_none() {
+            self.fold_merchant_and_category(&v, &features);
+        }
+        (features, arrival)
+    }
+
+    /// For the engine of a [`crate::shared::SharedTable`], which serves merchant and
+    /// category state and never features: folds `tx` into merchant and category state
+    /// exactly as [`Engine::process`] would, computing only the few card facts that state
+    /// depends on (the card's first visit to the merchant, its transaction count and mean
+    /// amount) and keeping only those per card. A full engine computes 74 features and
+    /// keeps a 7-day ring of events per card; the table needs neither.
+    pub(crate) fn process_for_table(&mut self, tx: &Transaction) {
+        let v = TxView::new(tx);
+        self.stats.events += 1;
+        self.advance_clock(v.ms);
+        let lateness = self.cfg.lateness_ms();
+        let Self {
+            cards,
+            merchants,
+            categories,
+            stats,
+            ..
+        } = self;
+        let card = cards.get_mut(tx.card_number.as_str());
+        let merchant = v.merchant_id.and_then(|m| merchants.get(m));
+        let cat = (v.category != 0)
+            .then(|| categories.get(&v.category))
+            .flatten();
+        let features = compute_for_table(card.as_deref(), merchant, cat, &v);
+        if !admit(stats, arrival_of(card.as_deref(), &v, lateness), tx) {
+            return;
+        }
+        match card {
+            Some(c) => apply_card_for_table(c, &v),
+            None => {
+                let mut c = CardState::default();
+                apply_card_for_table(&mut c, &v);
+                cards.insert(tx.card_number.clone(), c);
+            }
+        }
+        self.fold_merchant_and_category(&v, &features);
+    }
+
+    /// Moves the event-time clock to `ms` (bounded steps) and sweeps idle state when due.
+    fn advance_clock(&mut self, ms: i64) {
+        if ms > self.watermark {
             let step = i64::try_from(self.cfg.max_clock_step_secs.saturating_mul(1000))
                 .unwrap_or(i64::MAX);
             self.watermark = if self.watermark == i64::MIN {
-                v.ms
+                ms
             } else {
-                v.ms.min(self.watermark.saturating_add(step))
+                ms.min(self.watermark.saturating_add(step))
             };
             self.clock_dirty = true;
         }
@@ -354,66 +435,37 @@ impl Engine {
             self.next_sweep = self.watermark.saturating_add(interval);
             self.clock_dirty = true;
         }
-        let lateness = self.cfg.lateness_ms();
-        let max_merchants = self.cfg.max_merchants;
+    }
+
+    /// Folds an admitted event into its merchant's state and its category's statistics
+    /// (recording the merchant's previous state in the undo log, for a table).
+    fn fold_merchant_and_category(&mut self, v: &TxView<'_>, features: &Features) {
         let Self {
-            cards,
             merchants,
             categories,
             stats,
             dirty_categories,
             merchant_undo,
+            cfg,
             ..
         } = self;
-        let card = cards.get_mut(tx.card_number.as_str());
-        if let Some(shared) = shared {
-            let merchant = v.merchant_id.and_then(|m| shared.merchant(m));
-            let cat = (v.category != 0)
-                .then(|| shared.category(v.category))
-                .flatten();
-            let features = compute(card.as_deref(), merchant, cat, &v);
-            let arrival = arrival_of(card.as_deref(), &v, lateness);
-            if !admit(stats, arrival, tx) {
-                return (features, arrival);
-            }
-            if let Some(c) = fold_card(card, &v, &features) {
-                cards.insert(tx.card_number.clone(), c);
-            }
-            return (features, arrival);
-        }
-        let merchants_full = merchants.len() >= max_merchants;
-        let merchant = v.merchant_id.and_then(|m| merchants.get_mut(m));
-        let cat = if v.category != 0 {
-            categories.get_mut(&v.category)
-        } else {
-            None
-        };
-        let features = compute(card.as_deref(), merchant.as_deref(), cat.as_deref(), &v);
-
-        let arrival = arrival_of(card.as_deref(), &v, lateness);
-        if !admit(stats, arrival, tx) {
-            return (features, arrival);
-        }
-
-        if let Some(c) = fold_card(card, &v, &features) {
-            cards.insert(tx.card_number.clone(), c);
-        }
         if let Some(mid) = v.merchant_id {
-            match merchant {
+            let full = merchants.len() >= cfg.max_merchants;
+            match merchants.get_mut(mid) {
                 Some(m) => {
                     if let Some(undo) = merchant_undo.as_mut() {
                         if !undo.contains_key(mid) {
                             undo.insert(mid.to_owned(), Some(m.clone()));
                         }
                     }
-                    apply_merchant(m, &v, &features)
+                    apply_merchant(m, v, features)
                 }
-                None if merchants_full => {
+                None if full => {
                     stats.merchants_untracked += 1;
                 }
                 None => {
                     let mut m = MerchantState::default();
-                    apply_merchant(&mut m, &v, &features);
+                    apply_merchant(&mut m, v, features);
                     if let Some(undo) = merchant_undo.as_mut() {
                         undo.entry(mid.to_owned()).or_insert(None);
                     }
@@ -422,7 +474,7 @@ impl Engine {
             }
         }
         if v.category != 0 {
-            let tracked = match cat {
+            let tracked = match categories.get_mut(&v.category) {
                 Some(w) => {
                     w.push(v.log_amount);
                     true
@@ -441,7 +493,6 @@ impl Engine {
                 dirty_categories.insert(v.category);
             }
         }
-        (features, arrival)
     }
 
     /// Evict cards and merchants idle for longer than the configured TTL.
@@ -850,6 +901,63 @@ fn apply_card(c: &mut CardState, v: &TxView<'_>, f: &Features) {
     c.hour_sin += angle.sin();
     c.hour_cos += angle.cos();
     c.dirty = true;
+}
+
+/// The features [`apply_merchant`] reads, computed exactly as [`compute`] computes them:
+/// the card's transaction count, its amount against its mean, whether it visits the
+/// merchant for the first time, and the amount's z-scores against the merchant and the
+/// category. `table_state_equals_a_full_engines` checks the merchant and category state
+/// it leads to against a full engine's.
+fn compute_for_table(
+    card: Option<&CardState>,
+    merchant: Option<&MerchantState>,
+    cat: Option<&Welford>,
+    v: &TxView<'_>,
+) -> Features {
+    use Feature as F;
+    let mut f = Features::missing();
+    f.set(F::CardTxCount, card.map_or(0, |c| c.count) as f64);
+    match card {
+        None => {
+            if v.merchant != 0 {
+                f.set(F::MerchantNew, 1.0);
+            }
+        }
+        Some(c) => {
+            f.set(F::AmountToMean, v.amount / c.amount.mean.max(1.0));
+            if v.merchant != 0 {
+                let known = c.merchants.contains(&v.merchant);
+                f.set(F::MerchantNew, f64::from(u8::from(!known)));
+            }
+        }
+    }
+    if v.merchant != 0 {
+        if let Some(m) = merchant {
+            f.set_opt(F::MerchantAmountZscore, z(v.log_amount, &m.log_amount, 5));
+        }
+    }
+    if let Some(w) = cat {
+        f.set_opt(F::CategoryAmountZscore, z(v.log_amount, w, 20));
+    }
+    f
+}
+
+/// Fold the event into the part of a card's state [`compute_for_table`] reads (and the
+/// idle sweep: its last time).
+fn apply_card_for_table(c: &mut CardState, v: &TxView<'_>) {
+    if c.count == 0 {
+        c.first_ms = v.ms;
+        c.last_ms = v.ms;
+        c.last_jump_ms = i64::MIN;
+    } else {
+        c.first_ms = c.first_ms.min(v.ms);
+        c.last_ms = c.last_ms.max(v.ms);
+    }
+    c.count += 1;
+    c.amount.push(v.amount);
+    if v.merchant != 0 {
+        c.touch_merchant(v.merchant);
+    }
 }
 
 /// More than 3x the card's mean amount, for a card with 3+ earlier transactions.

@@ -476,7 +476,7 @@ impl SharedTable {
             .is_some_and(|Reverse(p)| p.key.0 <= last_ms)
         {
             if let Some(Reverse(p)) = self.pending.pop() {
-                self.engine.process(&p.tx);
+                self.engine.process_for_table(&p.tx);
                 self.stats.applied += 1;
                 self.applied_ms = self.applied_ms.max(p.key.0);
             }

@@ -1203,6 +1203,44 @@ fn distributions_agree(pairs: &[(f64, f64)]) -> Result<String, String> {
 }
 
 #[test]
+fn table_state_equals_a_full_engines() {
+    // The shared table's engine computes only what merchant and category state depend on;
+    // that state must be exactly a full engine's, for in-order, late and too-late events.
+    let mut events: Vec<Transaction> =
+        veritas_events::Generator::new(veritas_events::GeneratorConfig {
+            seed: 11,
+            customers: 1500,
+            days: Some(12),
+            ..veritas_events::GeneratorConfig::default()
+        })
+        .unwrap()
+        .map(|e| e.tx)
+        .collect();
+    // Some events a little late (within the 5-minute bound), some far too late.
+    for i in (0..events.len()).step_by(97) {
+        let minutes = if i % 2 == 0 { 3 } else { 90 };
+        events[i].timestamp -= chrono::Duration::minutes(minutes);
+    }
+    let mut full = Engine::default();
+    let mut table = Engine::default();
+    for tx in &events {
+        full.process(tx);
+        table.process_for_table(tx);
+    }
+    let stats = full.stats();
+    assert!(stats.late_accepted > 0 && stats.too_late > 0, "{stats:?}");
+    assert_eq!(table.stats(), stats);
+    assert!(full.merchants.len() > 1000, "{}", full.merchants.len());
+    assert_eq!(table.merchants, full.merchants);
+    assert_eq!(table.categories, full.categories);
+    assert_eq!(table.cards.len(), full.cards.len());
+    // The table keeps no ring of recent events, categories, countries or places per card.
+    let (t, f) = (table.memory(), full.memory());
+    eprintln!("card bytes: table {} full {}", t.card_bytes, f.card_bytes);
+    assert!(t.card_bytes < f.card_bytes, "{t:?} vs {f:?}");
+}
+
+#[test]
 fn merchant_features_are_invariant_to_partitioning() {
     // What `veritas detect` does with a topic of 6 partitions: one engine per partition,
     // each seeing every event of its cards and ~1/6 of every merchant's. Merchant-level
