@@ -919,20 +919,25 @@ fn implausible_jump_is_remembered() {
     assert_eq!(f.get(Feature::HoursSinceJump), None);
 }
 
-#[test]
-fn merchant_shift_features_hand_computed() {
-    let mut e = Engine::default();
-    // 20 grocery purchases of 10.00 at other merchants set the category's statistics.
+/// 20 grocery purchases of 10.00 at 20 other merchants, by cards `{prefix}00`..`{prefix}19`
+/// at seconds 0..19: the category's statistics (all equal, so its std is floored at 0.1).
+fn seed_grocery_category(e: &mut Engine, prefix: &str) {
     for i in 0..20 {
         e.process(&rich(
             &format!("c{i}"),
-            &format!("41000000000001{i:02}"),
+            &format!("{prefix}{i:02}"),
             i,
             10.0,
             &format!("o{i}"),
             "grocery",
         ));
     }
+}
+
+#[test]
+fn merchant_shift_features_hand_computed() {
+    let mut e = Engine::default();
+    seed_grocery_category(&mut e, "41000000000001");
     let f = e.process(&rich(
         "s1",
         "4200000000000001",
@@ -981,17 +986,7 @@ fn merchant_shift_features_hand_computed() {
 #[test]
 fn merchant_evidence_features_hand_computed() {
     let mut e = Engine::default();
-    // 20 grocery purchases of 10.00 at other merchants set the category's statistics.
-    for i in 0..20 {
-        e.process(&rich(
-            &format!("c{i}"),
-            &format!("41000000000001{i:02}"),
-            i,
-            10.0,
-            &format!("o{i}"),
-            "grocery",
-        ));
-    }
+    seed_grocery_category(&mut e, "41000000000001");
     let f1 = e.process(&rich(
         "s1",
         "4200000000000001",
@@ -1123,17 +1118,7 @@ fn hour_deviation_is_circular_hand_computed() {
 #[test]
 fn merchant_own_amount_statistics_and_suspect_share() {
     let mut e = Engine::default();
-    // 20 category transactions of 10.00 elsewhere (category statistics).
-    for i in 0..20 {
-        e.process(&rich(
-            &format!("c{i}"),
-            &format!("43000000000001{i:02}"),
-            i,
-            10.0,
-            &format!("o{i}"),
-            "grocery",
-        ));
-    }
+    seed_grocery_category(&mut e, "43000000000001");
     // Five first visits at "shop" paying 10.00, 20.00, 10.00, 20.00, 10.00 over five minutes.
     let amounts = [10.0, 20.0, 10.0, 20.0, 10.0];
     for (i, a) in amounts.iter().enumerate() {
