@@ -487,12 +487,43 @@ fn scores_of(records: &[Read]) -> Vec<(String, f64)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shared_merchant_state_gives_two_instances_the_scores_of_one_engine() {
+    // A backlog: the surviving instance's table has read far past the checkpoints of the
+    // partitions it takes over, so it rebuilds the table from the start.
+    let log = two_instances_take_over(false).await;
+    assert!(
+        log.contains("rebuilding it from the start"),
+        "the takeover should have rebuilt the table:\n{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_takeover_rereads_the_moved_partitions_instead_of_rebuilding_the_table() {
+    // Live traffic: the partitions taken over are only a moment behind the surviving
+    // instance's table, which still holds the state their events read, so the reader reads
+    // just them again from their checkpoints.
+    let log = two_instances_take_over(true).await;
+    assert!(
+        log.contains("reading it again from its checkpoint"),
+        "the takeover should have re-read the moved partitions:\n{log}"
+    );
+    assert!(
+        !log.contains("rebuilding it from the start"),
+        "the table should not have been rebuilt:\n{log}"
+    );
+}
+
+/// Two `veritas detect` instances with shared merchant state share a 3-partition topic; one
+/// is stopped mid-stream and the other takes its partitions over from their checkpoints.
+/// Every event must get exactly the score `veritas score` gives it on one engine. `live`:
+/// the detectors run before the events are produced (at 500 events/s, 100 ms of event time
+/// apart), else the events are produced first. Returns the surviving instance's log.
+async fn two_instances_take_over(live: bool) -> String {
     let dir = tempfile::tempdir().unwrap();
     let b = broker(dir.path()).await;
     let bs = b.bootstrap_servers();
     let bs2 = bs.clone();
     let work = dir.path().to_owned();
-    tokio::task::spawn_blocking(move || {
+    let log = tokio::task::spawn_blocking(move || {
         let bs = bs2.as_str();
         let path = |name: &str| work.join(name).to_str().unwrap().to_owned();
         let (file, rules, model) = (path("events.jsonl"), path("shared.toml"), path("m.json"));
@@ -507,6 +538,23 @@ async fn shared_merchant_state_gives_two_instances_the_scores_of_one_engine() {
             "--out",
             &file,
         ]));
+        if live {
+            // Event time advancing 100 ms per event: at 500 events/s a second of wall time is
+            // under a minute of event time, as in live traffic.
+            let text = std::fs::read_to_string(&file).unwrap();
+            let start = chrono::DateTime::parse_from_rfc3339("2025-01-01T00:00:00Z").unwrap();
+            let mut out = String::with_capacity(text.len());
+            for (i, line) in text.lines().enumerate() {
+                let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
+                let t = start + chrono::Duration::milliseconds(100 * i as i64);
+                v["timestamp"] = t
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                    .into();
+                out.push_str(&v.to_string());
+                out.push('\n');
+            }
+            std::fs::write(&file, out).unwrap();
+        }
         let total = std::fs::read_to_string(&file).unwrap().lines().count() as i64;
         std::fs::write(&rules, "[engine]\nshared_merchants = true\n").unwrap();
         run_ok(veritas(&[
@@ -539,9 +587,22 @@ async fn shared_merchant_state_gives_two_instances_the_scores_of_one_engine() {
             "-b",
             bs,
         ]));
-        run_ok(veritas(&[
-            "produce", "-b", bs, "--topic", "s", "--file", &file,
-        ]));
+        let produce = || {
+            veritas(&[
+                "produce",
+                "-b",
+                bs,
+                "--topic",
+                "s",
+                "--file",
+                &file,
+                "--rate",
+                if live { "500" } else { "0" },
+            ])
+        };
+        if !live {
+            run_ok(produce());
+        }
         let detect = || {
             veritas(&[
                 "detect",
@@ -561,6 +622,8 @@ async fn shared_merchant_state_gives_two_instances_the_scores_of_one_engine() {
                 "--snapshot-every",
                 "3",
             ])
+            // The detector's own decisions about the table are logged at info.
+            .env("VERITAS_LOG", "warn,veritas::pipeline::detector=info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -570,14 +633,22 @@ async fn shared_merchant_state_gives_two_instances_the_scores_of_one_engine() {
         // its partitions over from their checkpoints.
         let mut first = detect();
         let mut second = detect();
+        let producer = live.then(|| produce().stdout(Stdio::null()).spawn().unwrap());
         wait_for("some decisions", || {
             records_in(bs, "s.decisions") >= total / 3
         });
         terminate(&mut first);
+        if let Some(mut p) = producer {
+            assert!(p.wait().unwrap().success(), "veritas produce failed");
+        }
         wait_for("the group to commit the end of s", || {
             committed_sum(bs, "shared", "s", 3) == total
         });
         terminate(&mut second);
+        let mut log = String::new();
+        if let Some(mut e) = second.stderr.take() {
+            std::io::Read::read_to_string(&mut e, &mut log).unwrap();
+        }
 
         let decisions = read_topic(bs, "s.decisions", records_in(bs, "s.decisions") as usize);
         let served = scores_of(&decisions);
@@ -599,8 +670,10 @@ async fn shared_merchant_state_gives_two_instances_the_scores_of_one_engine() {
             served.len(),
             differing.first()
         );
+        log
     })
     .await
     .unwrap();
     b.shutdown().await.unwrap();
+    log
 }

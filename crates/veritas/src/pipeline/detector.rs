@@ -132,6 +132,11 @@ pub struct DetectorMetrics {
     pub checkpoints: IntCounter,
     /// Partitions restored from checkpoints.
     pub restores: IntCounter,
+    /// Shared merchant state: partitions moved here behind the table and read again from
+    /// their checkpoints.
+    pub table_rereads: IntCounter,
+    /// Shared merchant state: tables rebuilt from the start of the input.
+    pub table_rebuilds: IntCounter,
 }
 
 impl DetectorMetrics {
@@ -184,6 +189,14 @@ impl DetectorMetrics {
                 "veritas_detector_restores_total",
                 "Partitions restored from a checkpoint",
             )?,
+            table_rereads: IntCounter::new(
+                "veritas_detector_table_rereads_total",
+                "Partitions moved here behind the merchant table, read again from their checkpoint",
+            )?,
+            table_rebuilds: IntCounter::new(
+                "veritas_detector_table_rebuilds_total",
+                "Merchant tables rebuilt from the start of the input",
+            )?,
         };
         registry.register(Box::new(m.events.clone()))?;
         registry.register(Box::new(m.decisions.clone()))?;
@@ -194,6 +207,8 @@ impl DetectorMetrics {
         registry.register(Box::new(m.cards.clone()))?;
         registry.register(Box::new(m.checkpoints.clone()))?;
         registry.register(Box::new(m.restores.clone()))?;
+        registry.register(Box::new(m.table_rereads.clone()))?;
+        registry.register(Box::new(m.table_rebuilds.clone()))?;
         Ok(m)
     }
 }
@@ -467,27 +482,87 @@ impl Shared {
     }
 
     /// After an assignment: if the reader has already read past where a newly assigned
-    /// partition's scoring starts, the table is ahead of the snapshots that partition needs,
-    /// so it is rebuilt: a fresh table, every partition read again from the start (scoring
-    /// skips what it has done). Returns whether it did.
+    /// partition's scoring starts, the table is ahead of that partition. If the partition
+    /// comes with a checkpoint (so none of its events reads state older than its
+    /// watermark minus the lateness bound) and the table still keeps that state, the
+    /// reader reads it again from its checkpoint: those records are scored, not offered to
+    /// the table a second time. Otherwise the table is rebuilt: a fresh table, every
+    /// partition read again from the start (scoring skips what it has done). Returns
+    /// whether the reader was repositioned.
     fn rebuild_if_behind<C: ConsumerContext>(&self, reader: &BaseConsumer<C>) -> bool {
         let seeks: Vec<(i32, i64)> = std::mem::take(&mut *self.seeks.lock());
         let Some(feed) = &self.table else {
             return false;
         };
-        let mut feed = feed.lock();
-        let behind = seeks
+        let watermarks: HashMap<i32, Option<i64>> = self
+            .parts
+            .lock()
             .iter()
-            .any(|(p, offset)| *offset >= 0 && *offset < feed.next.get(p).copied().unwrap_or(0));
-        if !behind {
+            .map(|(p, w)| (*p, w.detector.engine().watermark_ms()))
+            .collect();
+        let mut feed = feed.lock();
+        let behind: Vec<(i32, i64)> = seeks
+            .into_iter()
+            .filter(|(p, offset)| *offset >= 0 && *offset < feed.next.get(p).copied().unwrap_or(0))
+            .collect();
+        if behind.is_empty() {
             return false;
         }
         let topic = &self.settings.topics.input;
         let partitions = feed.table.partitions();
+        let lateness = feed.table.lateness_ms();
+        // The earliest state the behind partitions' events can read, if they all have one.
+        let oldest_needed = behind
+            .iter()
+            .map(|(p, _)| {
+                watermarks
+                    .get(p)
+                    .copied()
+                    .flatten()
+                    .map(|w| w.saturating_sub(lateness))
+            })
+            .collect::<Option<Vec<i64>>>()
+            .and_then(|v| v.into_iter().min());
+        if let Some(oldest) =
+            oldest_needed.filter(|&ms| !matches!(feed.table.lookup(ms), Lookup::Expired(_)))
+        {
+            // Keep that state until the next drain takes every partition's need into account.
+            feed.table.hold(Some(oldest));
+            let mut tpl = TopicPartitionList::new();
+            for p in 0..partitions as i32 {
+                let offset = match behind.iter().find(|(b, _)| *b == p) {
+                    Some((_, start)) => Offset::Offset(*start),
+                    None => match feed.next.get(&p) {
+                        Some(&next) => Offset::Offset(next),
+                        None => Offset::Beginning,
+                    },
+                };
+                if let Err(e) = tpl.add_partition_offset(topic, p, offset) {
+                    self.set_fatal(anyhow!("repositioning the merchant table reader: {e}"));
+                    return false;
+                }
+            }
+            // A new assignment, not a seek: nothing fetched at the old positions is delivered.
+            match reader.assign(&tpl) {
+                Ok(()) => {
+                    tracing::info!(
+                        topic = %topic,
+                        partitions = ?behind.iter().map(|(p, _)| *p).collect::<Vec<_>>(),
+                        "a partition moved here behind the merchant table: reading it again from its checkpoint"
+                    );
+                    self.metrics.table_rereads.inc();
+                    return true;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "repositioning the reader failed; rebuilding the table")
+                }
+            }
+        }
         tracing::info!(
             topic = %topic,
             "a partition moved here behind the merchant table: rebuilding it from the start"
         );
+        self.metrics.table_rebuilds.inc();
         let engine = &self.settings.config.engine;
         feed.table = SharedTable::new(engine, partitions as u32, engine.shared_interval_ms());
         feed.next.clear();
