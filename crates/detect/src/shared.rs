@@ -34,8 +34,11 @@ use crate::hash::fnv1a64;
 use crate::score::{Decision, Detector};
 use crate::state::{MerchantState, Welford};
 
-/// Snapshots kept besides those a [`SharedTable::hold`] asks for.
-const KEEP_SNAPSHOTS: usize = 2;
+/// Snapshots kept besides those a [`SharedTable::hold`] asks for. Events at the frontier
+/// read the newest or the one before; the third covers a partition moved here a moment
+/// behind the table, whose events may read one older still when a boundary falls between
+/// its checkpoint and the frontier (so it is re-read, not the table rebuilt).
+const KEEP_SNAPSHOTS: usize = 3;
 
 /// A frozen boundary. Merchant state is not copied: the table keeps, per boundary, each
 /// merchant's state before its first change after the boundary (an undo log), so the state

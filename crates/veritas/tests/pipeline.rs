@@ -510,6 +510,9 @@ async fn a_live_takeover_rereads_the_moved_partitions_instead_of_rebuilding_the_
         !log.contains("rebuilding it from the start"),
         "the table should not have been rebuilt:\n{log}"
     );
+    for line in log.lines().filter(|l| l.contains("reading it again")) {
+        eprintln!("{line}");
+    }
 }
 
 /// Two `veritas detect` instances with shared merchant state share a 3-partition topic; one

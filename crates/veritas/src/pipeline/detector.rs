@@ -548,6 +548,8 @@ impl Shared {
                     tracing::info!(
                         topic = %topic,
                         partitions = ?behind.iter().map(|(p, _)| *p).collect::<Vec<_>>(),
+                        oldest_read_ms = oldest,
+                        frontier_ms = feed.table.frontier_ms(),
                         "a partition moved here behind the merchant table: reading it again from its checkpoint"
                     );
                     self.metrics.table_rereads.inc();
