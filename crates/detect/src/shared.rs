@@ -381,6 +381,13 @@ impl SharedTable {
         self.trim();
     }
 
+    /// Additionally keep what a lookup as of `ms` or later needs, on top of the current
+    /// [`SharedTable::hold`] (never lowering what it keeps).
+    pub fn hold_also(&mut self, ms: i64) {
+        let ms = self.hold_ms.map_or(ms, |h| h.min(ms));
+        self.hold(Some(ms));
+    }
+
     /// Stop waiting for `partition` (it delivers nothing for now) until it delivers again.
     pub fn release(&mut self, partition: u32) {
         if let Some(c) = self.cursors.get_mut(partition as usize) {
@@ -819,6 +826,9 @@ mod tests {
         for (i, tx) in events.iter().enumerate() {
             held.offer(0, i as i64, tx);
         }
+        assert!(matches!(held.lookup(first + 6 * HOUR), Lookup::Ready(_)));
+        // Holding a later time too never gives up what the first hold keeps.
+        held.hold_also(last);
         assert!(matches!(held.lookup(first + 6 * HOUR), Lookup::Ready(_)));
         held.hold(None);
         assert!(matches!(held.lookup(first + 6 * HOUR), Lookup::Expired(_)));

@@ -526,8 +526,9 @@ impl Shared {
         if let Some(oldest) =
             oldest_needed.filter(|&ms| !matches!(feed.table.lookup(ms), Lookup::Expired(_)))
         {
-            // Keep that state until the next drain takes every partition's need into account.
-            feed.table.hold(Some(oldest));
+            // Keep that state (and whatever the other partitions' holds keep) until the next
+            // drain takes every partition's need into account.
+            feed.table.hold_also(oldest);
             let mut tpl = TopicPartitionList::new();
             for p in 0..partitions as i32 {
                 let offset = match behind.iter().find(|(b, _)| *b == p) {
