@@ -7,6 +7,7 @@
 use std::path::Path;
 
 use anyhow::Context;
+use veritas_detect::shared::SharedTable;
 use veritas_detect::{Engine, EngineConfig};
 use veritas_events::{decode_event, encode_event, Generator, GeneratorConfig, RecordContext};
 use veritas_legacy::convert::{from_v2_batches, DownConversion};
@@ -199,6 +200,15 @@ pub fn all(legacy_data: &Path) -> anyhow::Result<Vec<Seed>> {
         }
     }
     out.push(("detector_state", "changelog".into(), log));
+    // ... and a merchant table over two partitions that read the same events.
+    let cfg = EngineConfig::default();
+    let mut table = SharedTable::new(&cfg, 2, cfg.shared_interval_ms());
+    for (i, e) in events.iter().enumerate() {
+        table.offer((i % 2) as u32, i as i64 / 2, &e.tx);
+    }
+    let mut checkpoint = vec![2u8];
+    checkpoint.extend(table.checkpoint());
+    out.push(("detector_state", "table".into(), checkpoint));
     Ok(out)
 }
 

