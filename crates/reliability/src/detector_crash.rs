@@ -104,6 +104,8 @@ pub struct DetectorCrashReport {
     pub reference_decisions: u64,
     /// Partitions the restarted detectors restored from checkpoints (from their logs).
     pub partitions_restored: u64,
+    /// Merchant tables the restarted detectors restored from checkpoints (from their logs).
+    pub tables_restored: u64,
     /// Wall-clock seconds.
     pub seconds: f64,
 }
@@ -266,6 +268,10 @@ fn detect_args(bootstrap: &str, topic: &str, group: &str, model: &str) -> Vec<St
         "200",
         "--snapshot-every",
         "5",
+        // Restarts restore the shared merchant table from its checkpoint (and read the
+        // input from there), so the scores compared below cover that path too.
+        "--table-checkpoint-interval-ms",
+        "500",
         "--session-timeout-ms",
         "6000",
     ]
@@ -533,11 +539,10 @@ pub fn run(cfg: &DetectorCrashConfig) -> anyhow::Result<DetectorCrashReport> {
     }
     report.dead_lettered = invalid.iter().filter(|v| lettered.contains(*v)).count() as u64;
     report.missing_dead_letters = report.invalid_events - report.dead_lettered;
-    report.partitions_restored = std::fs::read_to_string(&logs)
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.contains("restored partition state"))
-        .count() as u64;
+    let log = std::fs::read_to_string(&logs).unwrap_or_default();
+    let count = |what: &str| log.lines().filter(|l| l.contains(what)).count() as u64;
+    report.partitions_restored = count("restored partition state");
+    report.tables_restored = count("restored the merchant table from its checkpoint");
     report.missing_count = report.missing.len() as u64;
     report.mismatched_count = report.mismatched.len() as u64;
     report.missing.truncate(20);

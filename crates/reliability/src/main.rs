@@ -289,7 +289,7 @@ fn main() -> anyhow::Result<()> {
             let r = detector_crash::run(&cfg)?;
             let ok = r.ok();
             let summary = format!(
-                "detector kill -9: {} kills, {} events + {} invalid, {} decisions for {} events ({} duplicates after crashes), missing {}, scores differing from the uninterrupted run {}, dead letters {} for {} invalid events (missing {}), {} partitions restored from checkpoints, {:.0} s",
+                "detector kill -9: {} kills, {} events + {} invalid, {} decisions for {} events ({} duplicates after crashes), missing {}, scores differing from the uninterrupted run {}, dead letters {} for {} invalid events (missing {}), {} partitions and {} merchant tables restored from checkpoints, {:.0} s",
                 r.kills,
                 r.events,
                 r.invalid_events,
@@ -302,6 +302,7 @@ fn main() -> anyhow::Result<()> {
                 r.invalid_events,
                 r.missing_dead_letters,
                 r.partitions_restored,
+                r.tables_restored,
                 r.seconds
             );
             emit(&r, &summary, report.as_ref(), ok)

@@ -685,3 +685,214 @@ async fn two_instances_take_over(live: bool) -> String {
     b.shutdown().await.unwrap();
     log
 }
+
+/// The sum of the read positions in the latest merchant table checkpoint marker of `topic`.
+fn latest_table_marker(bootstrap: &str, topic: &str) -> Option<i64> {
+    let consumer: BaseConsumer = client(bootstrap)
+        .set("group.id", "test-table-reader")
+        .create()
+        .unwrap();
+    let (low, high) = consumer
+        .fetch_watermarks(topic, 0, Duration::from_secs(10))
+        .ok()?;
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Offset(low))
+        .unwrap();
+    consumer.assign(&tpl).unwrap();
+    let mut latest = None;
+    let mut position = low;
+    let start = Instant::now();
+    while position < high {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "{topic}: read to {position} of {high}"
+        );
+        let Some(m) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        let m = m.unwrap();
+        position = m.offset() + 1;
+        if m.key() == Some(b"c".as_slice()) {
+            let v: serde_json::Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
+            let sum = v["positions"]
+                .as_object()
+                .unwrap()
+                .values()
+                .map(|o| o.as_i64().unwrap())
+                .sum();
+            latest = Some(sum);
+        }
+    }
+    latest
+}
+
+/// Retention deletes the input a detector has read; a detector started afterwards must still
+/// score every new event as one engine over the whole stream does. The merchant evidence of
+/// the deleted events survives only in the group's merchant table checkpoint: a detector
+/// building its table from what is left of the input gives other scores.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_retention_a_restarted_detector_restores_its_merchant_table_from_the_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = broker(dir.path()).await;
+    let bs = b.bootstrap_servers();
+    let bs2 = bs.clone();
+    let work = dir.path().to_owned();
+    let rt = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        let bs = bs2.as_str();
+        let path = |name: &str| work.join(name).to_str().unwrap().to_owned();
+        let (file, rules, model) = (path("events.jsonl"), path("shared.toml"), path("m.json"));
+        let (early, late) = (path("early.jsonl"), path("late.jsonl"));
+        run_ok(veritas(&[
+            "generate",
+            "--customers",
+            "500",
+            "--days",
+            "8",
+            "--seed",
+            "9",
+            "--out",
+            &file,
+        ]));
+        let text = std::fs::read_to_string(&file).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let total = lines.len() as i64;
+        let split = lines.len() * 3 / 5;
+        std::fs::write(&early, lines[..split].join("\n") + "\n").unwrap();
+        std::fs::write(&late, lines[split..].join("\n") + "\n").unwrap();
+        std::fs::write(&rules, "[engine]\nshared_merchants = true\n").unwrap();
+        run_ok(veritas(&[
+            "train", "--input", &file, "--out", &model, "--rules", &rules, "--trees", "60",
+        ]));
+        let offline = path("offline.jsonl");
+        run_ok(veritas(&[
+            "score", "--input", &file, "--model", &model, "--rules", &rules, "--out", &offline,
+        ]));
+        let reference: HashMap<String, f64> = std::fs::read_to_string(&offline)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                (
+                    v["transaction_id"].as_str().unwrap().to_owned(),
+                    v["score"].as_f64().unwrap(),
+                )
+            })
+            .collect();
+        run_ok(veritas(&[
+            "topics",
+            "create",
+            "r",
+            "--partitions",
+            "3",
+            "-b",
+            bs,
+        ]));
+        let produce = |file: &str| {
+            run_ok(veritas(&[
+                "produce", "-b", bs, "--topic", "r", "--file", file, "--rate", "0",
+            ]));
+        };
+        let detect = || {
+            veritas(&[
+                "detect",
+                "-b",
+                bs,
+                "--topic",
+                "r",
+                "--group",
+                "g",
+                "--from-beginning",
+                "--rules",
+                &rules,
+                "--model",
+                &model,
+                "--checkpoint-interval-ms",
+                "200",
+                "--table-checkpoint-interval-ms",
+                "300",
+            ])
+            .env("VERITAS_LOG", "warn,veritas::pipeline::detector=info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+        };
+        produce(&early);
+        let mut first = detect();
+        wait_for(
+            "the early events committed and checkpointed in the table",
+            || {
+                committed_sum(bs, "g", "r", 3) == split as i64
+                    && latest_table_marker(bs, "r.g.table") == Some(split as i64)
+            },
+        );
+        terminate(&mut first);
+        // Retention: every early event is gone from the input.
+        let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
+            client(bs).create().unwrap();
+        let mut trim = TopicPartitionList::new();
+        let probe: BaseConsumer = client(bs).create().unwrap();
+        for p in 0..3 {
+            let (_, high) = probe
+                .fetch_watermarks("r", p, Duration::from_secs(10))
+                .unwrap();
+            trim.add_partition_offset("r", p, Offset::Offset(high))
+                .unwrap();
+        }
+        let deleted = rt
+            .block_on(admin.delete_records(&trim, &rdkafka::admin::AdminOptions::new()))
+            .unwrap();
+        assert!(deleted.elements().iter().all(|e| e.error().is_ok()));
+        produce(&late);
+        let mut second = detect();
+        wait_for("every event committed", || {
+            committed_sum(bs, "g", "r", 3) == total
+        });
+        terminate(&mut second);
+        let mut log = String::new();
+        if let Some(mut e) = second.stderr.take() {
+            std::io::Read::read_to_string(&mut e, &mut log).unwrap();
+        }
+        assert!(
+            log.contains("restored the merchant table from its checkpoint"),
+            "the restarted detector did not restore its table:\n{log}"
+        );
+        let decisions = read_topic(bs, "r.decisions", records_in(bs, "r.decisions") as usize);
+        let served = scores_of(&decisions);
+        let ids: HashSet<&str> = served.iter().map(|s| s.0.as_str()).collect();
+        assert_eq!(ids.len() as i64, total, "every event has a decision");
+        let late_ids: HashSet<String> = lines[split..]
+            .iter()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v["transaction_id"].as_str().unwrap().to_owned()
+            })
+            .collect();
+        let differing: Vec<_> = served
+            .iter()
+            .filter(|(id, s)| (reference[id] - s).abs() > 1e-9)
+            .collect();
+        let late_scored = served
+            .iter()
+            .filter(|(id, _)| late_ids.contains(id))
+            .count();
+        eprintln!(
+            "{total} events, {} after retention, {} decisions; {} differ from one engine's",
+            late_ids.len(),
+            served.len(),
+            differing.len()
+        );
+        assert!(late_scored >= late_ids.len());
+        assert!(
+            differing.is_empty(),
+            "{} of {} decisions differ from one engine's, e.g. {:?}",
+            differing.len(),
+            served.len(),
+            differing.first()
+        );
+    })
+    .await
+    .unwrap();
+    b.shutdown().await.unwrap();
+}

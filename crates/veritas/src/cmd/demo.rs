@@ -238,6 +238,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         snapshot_every: 60,
         seed_output: false,
         from_beginning: true,
+        table_checkpoint_interval: Some(Duration::from_secs(30)),
     };
     let detector_metrics = DetectorMetrics::new(&registry)?;
     let detector_thread = {

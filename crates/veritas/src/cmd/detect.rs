@@ -54,6 +54,15 @@ pub struct DetectArgs {
     /// A full state snapshot every this many checkpoints (changelog deltas in between).
     #[arg(long, env = "VERITAS_SNAPSHOT_EVERY", default_value_t = 60)]
     pub snapshot_every: u32,
+    /// Milliseconds between checkpoints of the shared merchant table (written by the instance
+    /// owning input partition 0, to `<topic>.<group>.table`); 0: never, so every start reads
+    /// the input from its beginning into the table.
+    #[arg(
+        long,
+        env = "VERITAS_TABLE_CHECKPOINT_INTERVAL_MS",
+        default_value_t = 60_000
+    )]
+    pub table_checkpoint_interval_ms: u64,
     /// Consumer-group session timeout in ms (librdkafka `session.timeout.ms`, default 45000):
     /// how long the group waits for a detector that died without leaving before handing its
     /// partitions to the others (or to its own restart). The broker accepts 6000 and up.
@@ -103,6 +112,8 @@ impl DetectArgs {
             snapshot_every: self.snapshot_every,
             seed_output: self.seed_output,
             from_beginning: self.from_beginning,
+            table_checkpoint_interval: (self.table_checkpoint_interval_ms > 0)
+                .then(|| Duration::from_millis(self.table_checkpoint_interval_ms.max(50))),
         })
     }
 }

@@ -17,9 +17,16 @@
 //! owns is scored when read, or queued in offset order until the boundary it reads is frozen,
 //! so the table never runs ahead of scoring. The group consumer then only keeps membership
 //! and commits (its partitions are paused). The reader starts once the group has assigned
-//! partitions; a partition moved here whose checkpoint is behind what the reader has read
-//! makes the table start over from the beginning. A partition found at its end for
+//! partitions; a partition moved here whose checkpoint is behind what the reader has read is
+//! read again from its checkpoint if the table still holds the state its events read, else
+//! the table is rebuilt ([`Shared::rebuild_if_behind`]). A partition found at its end for
 //! [`QUIET_RELEASE`] stops holding the table back.
+//!
+//! The table is checkpointed too ([`Shared::table_checkpoint_tick`]): by the instance owning
+//! input partition 0, to the one-partition topic `<input>.<group>.table`, each checkpoint
+//! written only once the group's committed offsets have passed the offsets it was read to. A
+//! starting instance restores the latest and its reader starts there; a rebuild starts there
+//! too when the checkpoint is not ahead of any partition scored here (else from the start).
 //!
 //! # At least once
 //!
@@ -51,7 +58,7 @@
 //! engine had after processing offset `O - 1`, so every later event is scored as an
 //! uninterrupted run would score it.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -109,6 +116,10 @@ pub struct DetectorSettings {
     pub seed_output: bool,
     /// Read from the beginning when the group has no committed offset (else from the end).
     pub from_beginning: bool,
+    /// Shared merchant state: how often the instance owning input partition 0 checkpoints
+    /// the merchant table (`None`: never; instances then build it from the start of the
+    /// input).
+    pub table_checkpoint_interval: Option<Duration>,
 }
 
 /// Detector metrics.
@@ -135,8 +146,13 @@ pub struct DetectorMetrics {
     /// Shared merchant state: partitions moved here behind the table and read again from
     /// their checkpoints.
     pub table_rereads: IntCounter,
-    /// Shared merchant state: tables rebuilt from the start of the input.
+    /// Shared merchant state: tables rebuilt (from a table checkpoint, or else from the
+    /// start of the input).
     pub table_rebuilds: IntCounter,
+    /// Shared merchant state: merchant table checkpoints written.
+    pub table_checkpoints: IntCounter,
+    /// Shared merchant state: merchant tables restored from a checkpoint.
+    pub table_restores: IntCounter,
 }
 
 impl DetectorMetrics {
@@ -195,7 +211,15 @@ impl DetectorMetrics {
             )?,
             table_rebuilds: IntCounter::new(
                 "veritas_detector_table_rebuilds_total",
-                "Merchant tables rebuilt from the start of the input",
+                "Merchant tables rebuilt from a table checkpoint or the start of the input",
+            )?,
+            table_checkpoints: IntCounter::new(
+                "veritas_detector_table_checkpoints_total",
+                "Merchant table checkpoints written",
+            )?,
+            table_restores: IntCounter::new(
+                "veritas_detector_table_restores_total",
+                "Merchant tables restored from a checkpoint",
             )?,
         };
         registry.register(Box::new(m.events.clone()))?;
@@ -209,6 +233,8 @@ impl DetectorMetrics {
         registry.register(Box::new(m.restores.clone()))?;
         registry.register(Box::new(m.table_rereads.clone()))?;
         registry.register(Box::new(m.table_rebuilds.clone()))?;
+        registry.register(Box::new(m.table_checkpoints.clone()))?;
+        registry.register(Box::new(m.table_restores.clone()))?;
         Ok(m)
     }
 }
@@ -263,6 +289,9 @@ struct PartitionWorker {
     waiting: VecDeque<(OwnedMessage, Decoded)>,
 }
 
+/// A state-topic record: key and value (`None`: a tombstone).
+type StateRecord = (Vec<u8>, Option<Vec<u8>>);
+
 /// A record's value decoded as an event.
 type Decoded = Result<veritas_events::Transaction, veritas_events::EventError>;
 
@@ -280,7 +309,7 @@ struct Pending {
     /// Decisions and dead letters sent before `offset`, not yet acknowledged.
     outputs: Vec<DeliveryFuture>,
     /// State records captured at `offset`, sent once every output is acknowledged.
-    records: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    records: Vec<StateRecord>,
     /// State records sent, not yet acknowledged.
     sent: Vec<DeliveryFuture>,
     /// Whether the records are a full snapshot.
@@ -314,6 +343,35 @@ struct Shared {
     /// Shared merchant state: partitions just assigned and the offset their scoring starts
     /// at, for the reader to go back to if it has passed it.
     seeks: Mutex<Vec<(i32, i64)>>,
+    /// Shared merchant state: the table checkpoint being taken or written.
+    table_writer: Mutex<TableWriter>,
+}
+
+/// Merchant table checkpoints of this instance (while it owns input partition 0).
+#[derive(Default)]
+struct TableWriter {
+    /// Taken, waiting for every partition's committed offset to reach its read positions.
+    candidate: Option<TableCandidate>,
+    /// Records of the checkpoint being written, not yet acknowledged.
+    sending: Vec<DeliveryFuture>,
+    /// Lowest offset of the checkpoint being written acknowledged so far.
+    first_offset: Option<i64>,
+    /// Where the checkpoint being written was read up to (for the log).
+    positions: i64,
+    last_taken: Option<Instant>,
+    last_check: Option<Instant>,
+}
+
+/// An encoded table and the reader positions it was taken at.
+struct TableCandidate {
+    bytes: Vec<u8>,
+    positions: BTreeMap<i32, i64>,
+}
+
+/// A table restored from its checkpoint, and per partition the next offset it takes.
+struct RestoredTable {
+    table: SharedTable,
+    next: HashMap<i32, i64>,
 }
 
 /// The shared merchant table and what has been offered to it.
@@ -494,12 +552,17 @@ impl Shared {
         let Some(feed) = &self.table else {
             return false;
         };
-        let watermarks: HashMap<i32, Option<i64>> = self
+        let (watermarks, starts): (HashMap<i32, Option<i64>>, HashMap<i32, i64>) = self
             .parts
             .lock()
             .iter()
-            .map(|(p, w)| (*p, w.detector.engine().watermark_ms()))
-            .collect();
+            .map(|(p, w)| {
+                (
+                    (*p, w.detector.engine().watermark_ms()),
+                    (*p, w.next_offset),
+                )
+            })
+            .unzip();
         let mut feed = feed.lock();
         let behind: Vec<(i32, i64)> = seeks
             .into_iter()
@@ -561,19 +624,40 @@ impl Shared {
                 }
             }
         }
-        tracing::info!(
-            topic = %topic,
-            "a partition moved here behind the merchant table: rebuilding it from the start"
-        );
         self.metrics.table_rebuilds.inc();
-        let engine = &self.settings.config.engine;
-        feed.table = SharedTable::new(engine, partitions as u32, engine.shared_interval_ms());
-        feed.next.clear();
+        // From the group's table checkpoint if it is not ahead of any partition scored here.
+        let restored = load_table_checkpoint(&self.settings, &starts, partitions)
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %format!("{e:#}"), "reading the merchant table checkpoint failed");
+                None
+            });
+        match restored {
+            Some(r) => {
+                tracing::info!(
+                    topic = %topic,
+                    "a partition moved here behind the merchant table: rebuilding it from the table checkpoint"
+                );
+                self.metrics.table_restores.inc();
+                feed.table = r.table;
+                feed.next = r.next;
+            }
+            None => {
+                tracing::info!(
+                    topic = %topic,
+                    "a partition moved here behind the merchant table: rebuilding it from the start"
+                );
+                let engine = &self.settings.config.engine;
+                feed.table =
+                    SharedTable::new(engine, partitions as u32, engine.shared_interval_ms());
+                feed.next.clear();
+            }
+        }
+        let next = feed.next.clone();
         drop(feed);
         for w in self.parts.lock().values_mut() {
             w.waiting.clear(); // read again
         }
-        if let Err(e) = assign_from_start(reader, topic, partitions) {
+        if let Err(e) = assign_reader(reader, topic, partitions, &next) {
             self.set_fatal(e);
         }
         true
@@ -600,49 +684,18 @@ impl Shared {
     fn restore(&self, partition: i32) -> anyhow::Result<Option<PartitionWorker>> {
         let started = Instant::now();
         let topic = &self.settings.topics.state;
-        let reader: BaseConsumer = self
-            .settings
-            .client
-            .clone()
-            .set("group.id", format!("{}-restore", self.settings.group))
-            .set("enable.auto.commit", "false")
-            .set("enable.partition.eof", "false")
-            .create()?;
-        let (low, high) = reader
-            .fetch_watermarks(topic, partition, Duration::from_secs(30))
-            .with_context(|| format!("watermarks of {topic}/{partition}"))?;
-        if high <= low {
-            return Ok(None);
-        }
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(topic, partition, Offset::Offset(low))?;
-        reader.assign(&tpl)?;
         let cfg = self.detector_config();
         let mut engine: Option<Engine> = None;
-        let mut pending_deltas: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
-        let mut chunks: Vec<(u64, u32, Vec<u8>)> = Vec::new();
+        let mut pending_deltas: Vec<StateRecord> = Vec::new();
+        let mut chunks = Chunks::default();
         let mut last_offset: Option<i64> = None;
-        let mut position = low;
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while position < high {
-            if Instant::now() > deadline {
-                bail!("timed out reading {topic}/{partition} at {position} of {high}");
-            }
-            let Some(m) = reader.poll(Duration::from_millis(200)) else {
-                continue;
-            };
-            let m = m?;
-            position = m.offset() + 1;
+        let records = read_partition(&self.settings, topic, partition, |m| {
             let key = m.key().unwrap_or_default();
             match key.first() {
                 Some(&KEY_DELTA) => {
                     pending_deltas.push((key[1..].to_vec(), m.payload().map(<[u8]>::to_vec)))
                 }
-                Some(&KEY_CHUNK) if key.len() == 13 => {
-                    let id = u64::from_be_bytes(key[1..9].try_into().unwrap_or_default());
-                    let idx = u32::from_be_bytes(key[9..13].try_into().unwrap_or_default());
-                    chunks.push((id, idx, m.payload().unwrap_or_default().to_vec()));
-                }
+                Some(&KEY_CHUNK) => chunks.add(key, m.payload().unwrap_or_default()),
                 _ if key == KEY_MARKER => {
                     let marker: Marker = serde_json::from_slice(m.payload().unwrap_or_default())
                         .with_context(|| {
@@ -652,18 +705,10 @@ impl Shared {
                             )
                         })?;
                     if let Some(snap) = marker.snapshot {
-                        let mut parts: Vec<&(u64, u32, Vec<u8>)> =
-                            chunks.iter().filter(|c| c.0 == snap.id).collect();
-                        parts.sort_by_key(|c| c.1);
-                        if parts.len() != snap.chunks as usize
-                            || parts.iter().enumerate().any(|(i, c)| c.1 != i as u32)
-                        {
-                            bail!("snapshot {} at {topic}/{partition} is incomplete", snap.id);
-                        }
-                        let bytes: Vec<u8> =
-                            parts.iter().flat_map(|c| c.2.iter().copied()).collect();
+                        let bytes = chunks.take(&snap).with_context(|| {
+                            format!("snapshot {} at {topic}/{partition}", snap.id)
+                        })?;
                         engine = Some(Engine::restore(cfg.engine.clone(), &bytes)?);
-                        chunks.clear();
                         pending_deltas.clear(); // covered by the snapshot
                     } else {
                         let e = engine.get_or_insert_with(|| Engine::new(cfg.engine.clone()));
@@ -679,7 +724,8 @@ impl Shared {
                     "ignoring unknown state record"
                 ),
             }
-        }
+            Ok(())
+        })?;
         let Some(offset) = last_offset else {
             return Ok(None);
         };
@@ -690,7 +736,7 @@ impl Shared {
             partition,
             offset,
             cards,
-            state_records = high - low,
+            state_records = records,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "restored partition state"
         );
@@ -931,7 +977,7 @@ impl Shared {
         w.checkpoints += 1;
         let snapshot =
             self.settings.snapshot_every > 0 && w.checkpoints % self.settings.snapshot_every == 1;
-        let mut records: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
+        let mut records: Vec<StateRecord> = Vec::new();
         let mut marker = Marker {
             offset: w.next_offset,
             snapshot: None,
@@ -939,22 +985,9 @@ impl Shared {
         if snapshot {
             let bytes = w.detector.engine().snapshot();
             let _ = w.detector.engine_mut().drain_changelog(); // the snapshot covers them
-            let id = self.snapshot_ids.fetch_add(1, Ordering::Relaxed) ^ (now_ms() as u64) << 16;
-            let chunks: Vec<&[u8]> = if bytes.is_empty() {
-                vec![&[][..]]
-            } else {
-                bytes.chunks(CHUNK_BYTES).collect()
-            };
-            for (i, chunk) in chunks.iter().enumerate() {
-                let mut key = vec![KEY_CHUNK];
-                key.extend_from_slice(&id.to_be_bytes());
-                key.extend_from_slice(&(i as u32).to_be_bytes());
-                records.push((key, Some(chunk.to_vec())));
-            }
-            marker.snapshot = Some(SnapshotRef {
-                id,
-                chunks: chunks.len() as u32,
-            });
+            let (chunks, snapshot) = chunk_records(self.next_snapshot_id(), &bytes);
+            records = chunks;
+            marker.snapshot = Some(snapshot);
         } else {
             for entry in w.detector.engine_mut().drain_changelog() {
                 let mut key = vec![KEY_DELTA];
@@ -988,36 +1021,14 @@ impl Shared {
         let Some(pending) = w.pending.as_mut() else {
             return Ok(None);
         };
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        let mut settle =
-            |futures: &mut Vec<DeliveryFuture>, what: &str| -> anyhow::Result<Option<i64>> {
-                let mut first = None;
-                let mut i = 0;
-                while i < futures.len() {
-                    let result = if block {
-                        Some(self.rt.block_on(&mut futures[i]))
-                    } else {
-                        match std::pin::Pin::new(&mut futures[i]).poll(&mut cx) {
-                            std::task::Poll::Ready(r) => Some(r),
-                            std::task::Poll::Pending => None,
-                        }
-                    };
-                    match result {
-                        None => i += 1,
-                        Some(Ok(Ok(d))) => {
-                            first = Some(first.map_or(d.offset, |f: i64| f.min(d.offset)));
-                            futures.swap_remove(i);
-                        }
-                        Some(Ok(Err((e, _)))) => {
-                            bail!("{what} for partition {p} was not delivered: {e}")
-                        }
-                        Some(Err(_)) => bail!(
-                            "the producer went away before {what} for partition {p} was delivered"
-                        ),
-                    }
-                }
-                Ok(first)
-            };
+        let settle = |futures: &mut Vec<DeliveryFuture>, what: &str| {
+            settle_deliveries(
+                &self.rt,
+                futures,
+                block,
+                &format!("{what} for partition {p}"),
+            )
+        };
         settle(&mut pending.outputs, "a decision")?;
         if !pending.outputs.is_empty() {
             return Ok(None);
@@ -1066,6 +1077,116 @@ impl Shared {
             }
         }
         self.commit(consumer, &completed, CommitMode::Async)
+    }
+
+    /// Shared merchant state: checkpoints the table, if this instance owns input partition 0
+    /// (one writer per group). Every `table_checkpoint_interval` it encodes the table with
+    /// the offsets its reader has reached, then waits until the group's committed offset of
+    /// every partition has reached them too: an instance restoring it then never finds the
+    /// table ahead of a partition's checkpoint (which would mean reading that partition
+    /// again or rebuilding). Then it writes the checkpoint in chunks and a marker to
+    /// partition 0 of the table topic and, once they are acknowledged, deletes the records
+    /// before them. Never waits on the broker except for the committed offsets (once a
+    /// second while a checkpoint waits for them).
+    fn table_checkpoint_tick<C: ConsumerContext>(
+        &self,
+        consumer: &BaseConsumer<C>,
+    ) -> anyhow::Result<()> {
+        let (Some(feed), Some(every)) = (&self.table, self.settings.table_checkpoint_interval)
+        else {
+            return Ok(());
+        };
+        let topics = &self.settings.topics;
+        let mut guard = self.table_writer.lock();
+        let writer = &mut *guard;
+        if !writer.sending.is_empty() {
+            let what = "a merchant table checkpoint record";
+            if let Some(first) = settle_deliveries(&self.rt, &mut writer.sending, false, what)? {
+                writer.first_offset = Some(writer.first_offset.map_or(first, |f| f.min(first)));
+            }
+            if !writer.sending.is_empty() {
+                return Ok(());
+            }
+            self.metrics.table_checkpoints.inc();
+            tracing::info!(
+                topic = %topics.table,
+                read_to = writer.positions,
+                "merchant table checkpoint written"
+            );
+            if let Some(first) = writer.first_offset.take() {
+                let mut trim = TopicPartitionList::new();
+                trim.add_partition_offset(&topics.table, 0, Offset::Offset(first))?;
+                if let Err(e) = self
+                    .rt
+                    .block_on(self.admin.delete_records(&trim, &AdminOptions::new()))
+                {
+                    tracing::warn!(error = %e, "could not trim the merchant table topic");
+                }
+            }
+            return Ok(());
+        }
+        if !self.parts.lock().contains_key(&0) {
+            writer.candidate = None;
+            return Ok(());
+        }
+        let Some(candidate) = &writer.candidate else {
+            if writer.last_taken.is_some_and(|t| t.elapsed() < every) {
+                return Ok(());
+            }
+            let feed = feed.lock();
+            if feed.next.is_empty() {
+                return Ok(());
+            }
+            let positions: BTreeMap<i32, i64> = feed.next.iter().map(|(p, o)| (*p, *o)).collect();
+            let bytes = feed.table.checkpoint();
+            drop(feed);
+            writer.candidate = Some(TableCandidate { bytes, positions });
+            writer.last_taken = Some(Instant::now());
+            return Ok(());
+        };
+        if writer
+            .last_check
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
+        {
+            return Ok(());
+        }
+        let mut tpl = TopicPartitionList::new();
+        for p in candidate.positions.keys() {
+            tpl.add_partition(&topics.input, *p);
+        }
+        let committed = consumer.committed_offsets(tpl, Duration::from_secs(10));
+        writer.last_check = Some(Instant::now());
+        let committed = match committed {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the group's committed offsets");
+                return Ok(());
+            }
+        };
+        let passed = candidate.positions.iter().all(|(p, read)| {
+            matches!(
+                committed.find_partition(&topics.input, *p).map(|e| e.offset()),
+                Some(Offset::Offset(o)) if o >= *read
+            )
+        });
+        if !passed {
+            return Ok(());
+        }
+        let Some(candidate) = writer.candidate.take() else {
+            return Ok(());
+        };
+        let (mut records, snapshot) = chunk_records(self.next_snapshot_id(), &candidate.bytes);
+        let marker = TableMarker {
+            positions: candidate.positions,
+            snapshot,
+        };
+        records.push((KEY_MARKER.to_vec(), Some(serde_json::to_vec(&marker)?)));
+        for (key, value) in records {
+            let sent = self.send_state(&topics.table, 0, &key, value.as_deref())?;
+            writer.sending.push(sent);
+        }
+        writer.positions = marker.positions.values().sum();
+        Ok(())
     }
 
     /// Checkpoints `partitions` now, waiting for every step (revocation and shutdown).
@@ -1134,6 +1255,11 @@ impl Shared {
             }
         }
         Ok(())
+    }
+
+    /// A fresh id for a snapshot's chunks.
+    fn next_snapshot_id(&self) -> u64 {
+        self.snapshot_ids.fetch_add(1, Ordering::Relaxed) ^ (now_ms() as u64) << 16
     }
 
     fn send_state(
@@ -1212,19 +1338,247 @@ fn truth_of<M: Message>(m: &M) -> Truth {
     t
 }
 
-/// Assigns every partition of `topic` to `reader` from its first offset.
-fn assign_from_start<C: ConsumerContext>(
+/// A merchant table checkpoint's marker: where the table had read each input partition up
+/// to (the next offset it takes), and the chunks holding it.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct TableMarker {
+    positions: BTreeMap<i32, i64>,
+    snapshot: SnapshotRef,
+}
+
+/// Assigns every partition of `topic` to `reader`: from `next` where it has an entry, else
+/// from the partition's first offset.
+fn assign_reader<C: ConsumerContext>(
     reader: &BaseConsumer<C>,
     topic: &str,
     partitions: usize,
+    next: &HashMap<i32, i64>,
 ) -> anyhow::Result<()> {
     let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition_offset(topic, p as i32, Offset::Beginning)?;
+    for p in 0..partitions as i32 {
+        let offset = next
+            .get(&p)
+            .map_or(Offset::Beginning, |&o| Offset::Offset(o));
+        tpl.add_partition_offset(topic, p, offset)?;
     }
     reader
         .assign(&tpl)
         .with_context(|| format!("assigning {topic} to the merchant table reader"))
+}
+
+/// Polls delivery futures (with `block`, waits for each), removing those delivered. Returns
+/// the lowest offset delivered; a failed delivery is an error.
+fn settle_deliveries(
+    rt: &tokio::runtime::Runtime,
+    futures: &mut Vec<DeliveryFuture>,
+    block: bool,
+    what: &str,
+) -> anyhow::Result<Option<i64>> {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let mut first = None;
+    let mut i = 0;
+    while i < futures.len() {
+        let result = if block {
+            Some(rt.block_on(&mut futures[i]))
+        } else {
+            match std::pin::Pin::new(&mut futures[i]).poll(&mut cx) {
+                std::task::Poll::Ready(r) => Some(r),
+                std::task::Poll::Pending => None,
+            }
+        };
+        match result {
+            None => i += 1,
+            Some(Ok(Ok(d))) => {
+                first = Some(first.map_or(d.offset, |f: i64| f.min(d.offset)));
+                futures.swap_remove(i);
+            }
+            Some(Ok(Err((e, _)))) => bail!("{what} was not delivered: {e}"),
+            Some(Err(_)) => bail!("the producer went away before {what} was delivered"),
+        }
+    }
+    Ok(first)
+}
+
+/// A snapshot as state-topic records: chunks keyed `s` + `id` + index, at most
+/// [`CHUNK_BYTES`] each (one empty chunk for empty bytes).
+fn chunk_records(id: u64, bytes: &[u8]) -> (Vec<StateRecord>, SnapshotRef) {
+    let chunks: Vec<&[u8]> = if bytes.is_empty() {
+        vec![&[][..]]
+    } else {
+        bytes.chunks(CHUNK_BYTES).collect()
+    };
+    let records = chunks
+        .iter()
+        .enumerate()
+        .map(|(i, chunk)| {
+            let mut key = vec![KEY_CHUNK];
+            key.extend_from_slice(&id.to_be_bytes());
+            key.extend_from_slice(&(i as u32).to_be_bytes());
+            (key, Some(chunk.to_vec()))
+        })
+        .collect();
+    (
+        records,
+        SnapshotRef {
+            id,
+            chunks: chunks.len() as u32,
+        },
+    )
+}
+
+/// Snapshot chunks read back, until a marker names them.
+#[derive(Default)]
+struct Chunks(Vec<(u64, u32, Vec<u8>)>);
+
+impl Chunks {
+    /// A chunk record (key `s` + id + index); a key of another length is ignored.
+    fn add(&mut self, key: &[u8], value: &[u8]) {
+        let id = key.get(1..9).and_then(|b| <[u8; 8]>::try_from(b).ok());
+        let index = key.get(9..13).and_then(|b| <[u8; 4]>::try_from(b).ok());
+        match (id, index) {
+            (Some(id), Some(index)) if key.len() == 13 => self.0.push((
+                u64::from_be_bytes(id),
+                u32::from_be_bytes(index),
+                value.to_vec(),
+            )),
+            _ => tracing::warn!(
+                key_len = key.len(),
+                "ignoring a malformed snapshot chunk key"
+            ),
+        }
+    }
+
+    /// The bytes of the snapshot `snap` names, if every chunk of it was read; every chunk
+    /// read so far is dropped either way.
+    fn take(&mut self, snap: &SnapshotRef) -> anyhow::Result<Vec<u8>> {
+        let mut parts: Vec<(u64, u32, Vec<u8>)> = std::mem::take(&mut self.0)
+            .into_iter()
+            .filter(|c| c.0 == snap.id)
+            .collect();
+        parts.sort_by_key(|c| c.1);
+        if parts.len() != snap.chunks as usize
+            || parts.iter().enumerate().any(|(i, c)| c.1 != i as u32)
+        {
+            bail!("incomplete: {} of {} chunks", parts.len(), snap.chunks);
+        }
+        Ok(parts.into_iter().flat_map(|c| c.2).collect())
+    }
+}
+
+/// Reads `partition` of `topic` from its first offset to its end as of now, handing each
+/// record to `f` in order. Returns how many records there were.
+fn read_partition(
+    settings: &DetectorSettings,
+    topic: &str,
+    partition: i32,
+    mut f: impl FnMut(&BorrowedMessage<'_>) -> anyhow::Result<()>,
+) -> anyhow::Result<i64> {
+    let reader: BaseConsumer = settings
+        .client
+        .clone()
+        .set("group.id", format!("{}-restore", settings.group))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .create()?;
+    let (low, high) = reader
+        .fetch_watermarks(topic, partition, Duration::from_secs(30))
+        .with_context(|| format!("watermarks of {topic}/{partition}"))?;
+    if high <= low {
+        return Ok(0);
+    }
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Offset(low))?;
+    reader.assign(&tpl)?;
+    let mut position = low;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while position < high {
+        if Instant::now() > deadline {
+            bail!("timed out reading {topic}/{partition} at {position} of {high}");
+        }
+        let Some(m) = reader.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let m = m?;
+        position = m.offset() + 1;
+        f(&m)?;
+    }
+    Ok(high - low)
+}
+
+/// The latest merchant table checkpoint of the group, restored, unless there is none, it
+/// does not decode under this configuration (logged), or it has read some partition past
+/// `not_after` (the next offset a partition's scoring takes): its events would then read a
+/// table that already holds them. `partitions`: the input's partition count now.
+fn load_table_checkpoint(
+    settings: &DetectorSettings,
+    not_after: &HashMap<i32, i64>,
+    partitions: usize,
+) -> anyhow::Result<Option<RestoredTable>> {
+    let started = Instant::now();
+    let topic = &settings.topics.table;
+    let mut chunks = Chunks::default();
+    let mut latest: Option<(TableMarker, Vec<u8>)> = None;
+    read_partition(settings, topic, 0, |m| {
+        let key = m.key().unwrap_or_default();
+        match key.first() {
+            Some(&KEY_CHUNK) => chunks.add(key, m.payload().unwrap_or_default()),
+            _ if key == KEY_MARKER => {
+                let marker = serde_json::from_slice::<TableMarker>(m.payload().unwrap_or_default());
+                match marker.map_err(anyhow::Error::from).and_then(|marker| {
+                    let bytes = chunks.take(&marker.snapshot)?;
+                    Ok((marker, bytes))
+                }) {
+                    Ok(checkpoint) => latest = Some(checkpoint),
+                    Err(e) => tracing::warn!(
+                        offset = m.offset(),
+                        error = %format!("{e:#}"),
+                        "ignoring a bad merchant table checkpoint"
+                    ),
+                }
+            }
+            _ => tracing::warn!(
+                offset = m.offset(),
+                "ignoring unknown merchant table record"
+            ),
+        }
+        Ok(())
+    })?;
+    let Some((marker, bytes)) = latest else {
+        return Ok(None);
+    };
+    if let Some((p, read)) = marker
+        .positions
+        .iter()
+        .find(|(p, read)| not_after.get(p).is_some_and(|&start| **read > start))
+    {
+        tracing::info!(
+            partition = p,
+            table_read_to = read,
+            scoring_starts_at = not_after.get(p).copied(),
+            "the merchant table checkpoint is ahead of where that partition's scoring starts; not using it"
+        );
+        return Ok(None);
+    }
+    let engine = &settings.config.engine;
+    let mut table = match SharedTable::restore(engine, engine.shared_interval_ms(), &bytes) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!(error = %e, "the merchant table checkpoint cannot be used; building the table from the input");
+            return Ok(None);
+        }
+    };
+    table.grow(partitions as u32);
+    tracing::info!(
+        topic = %topic,
+        bytes = bytes.len(),
+        read_to = ?marker.positions,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "restored the merchant table from its checkpoint"
+    );
+    Ok(Some(RestoredTable {
+        table,
+        next: marker.positions.into_iter().collect(),
+    }))
 }
 
 fn now_ms() -> i64 {
@@ -1271,10 +1625,24 @@ pub fn run(
         if partitions == 0 {
             bail!("topic {input} has no partitions");
         }
-        let engine = &settings.config.engine;
+        // From the group's latest table checkpoint if there is one; partitions assigned
+        // later whose checkpoints are behind it are handled as any partition moved here
+        // behind the table ([`Shared::rebuild_if_behind`]).
+        let (table, next) = match load_table_checkpoint(&settings, &HashMap::new(), partitions)? {
+            Some(r) => {
+                metrics.table_restores.inc();
+                (r.table, r.next)
+            }
+            None => {
+                let engine = &settings.config.engine;
+                let table =
+                    SharedTable::new(engine, partitions as u32, engine.shared_interval_ms());
+                (table, HashMap::new())
+            }
+        };
         Some(Mutex::new(TableFeed {
-            table: SharedTable::new(engine, partitions as u32, engine.shared_interval_ms()),
-            next: HashMap::new(),
+            table,
+            next,
             expired: 0,
         }))
     } else {
@@ -1309,6 +1677,7 @@ pub fn run(
         high_watermarks: Mutex::new(HashMap::new()),
         table,
         seeks: Mutex::new(Vec::new()),
+        table_writer: Mutex::new(TableWriter::default()),
     });
     let consumer: BaseConsumer<GroupContext> = consumer_cfg
         .create_with_context(GroupContext(shared.clone()))
@@ -1322,7 +1691,10 @@ pub fn run(
     let reader: Option<BaseConsumer<GroupContext>> = match &shared.table {
         None => None,
         Some(feed) => {
-            let partitions = feed.lock().table.partitions();
+            let (partitions, next) = {
+                let feed = feed.lock();
+                (feed.table.partitions(), feed.next.clone())
+            };
             let reader: BaseConsumer<GroupContext> = shared
                 .settings
                 .client
@@ -1337,7 +1709,7 @@ pub fn run(
                 .set("statistics.interval.ms", "1000")
                 .create_with_context(GroupContext(shared.clone()))
                 .context("creating the merchant table reader")?;
-            assign_from_start(&reader, &input, partitions)?;
+            assign_reader(&reader, &input, partitions, &next)?;
             tracing::info!(topic = %input, partitions, "shared merchant state: reading every partition");
             Some(reader)
         }
@@ -1397,6 +1769,7 @@ pub fn run(
             }
             let start = last_checkpoint.elapsed() >= interval;
             shared.checkpoint_tick(&consumer, start)?;
+            shared.table_checkpoint_tick(&consumer)?;
             if start {
                 last_checkpoint = Instant::now();
             }

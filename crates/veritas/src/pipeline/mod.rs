@@ -24,24 +24,29 @@ pub struct Topics {
     pub dlq: String,
     /// The detector group's state checkpoints (one per group: groups never share state).
     pub state: String,
+    /// The detector group's merchant table checkpoints (one partition).
+    pub table: String,
 }
 
 impl Topics {
     /// For input `bankaccount` and group `veritas-detector`: `bankaccount.decisions`,
-    /// `bankaccount.dlq` and `bankaccount.veritas-detector.state`.
+    /// `bankaccount.dlq`, `bankaccount.veritas-detector.state` and
+    /// `bankaccount.veritas-detector.table`.
     pub fn new(input: &str, group: &str) -> Topics {
         Topics {
             input: input.to_owned(),
             decisions: format!("{input}.decisions"),
             dlq: format!("{input}.dlq"),
             state: format!("{input}.{group}.state"),
+            table: format!("{input}.{group}.table"),
         }
     }
 }
 
 /// Creates whichever of the pipeline's topics are missing: the input with `partitions`
-/// partitions, and the decisions, dead-letter and state topics with as many partitions as the
-/// input has (the state topic must match it partition for partition). Existing topics are left
+/// partitions, the decisions, dead-letter and state topics with as many partitions as the
+/// input has (the state topic must match it partition for partition), and the one-partition
+/// merchant table topic (trimmed by the detector, never by time). Existing topics are left
 /// alone, except that a state topic with fewer partitions than the input is an error.
 pub fn ensure_topics(
     client: &rdkafka::config::ClientConfig,
@@ -98,6 +103,11 @@ pub fn ensure_topics(
         &topics.state,
         n,
         &[("cleanup.policy", "compact,delete"), ("retention.ms", "-1")],
+    )?;
+    create(
+        &topics.table,
+        1,
+        &[("cleanup.policy", "delete"), ("retention.ms", "-1")],
     )?;
     let state = count(&topics.state)?.unwrap_or(0);
     if state < n {
