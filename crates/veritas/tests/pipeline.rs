@@ -896,3 +896,121 @@ async fn after_retention_a_restarted_detector_restores_its_merchant_table_from_t
     .unwrap();
     b.shutdown().await.unwrap();
 }
+
+/// Partitions added to the input while a detector runs: the group assigns them, their state
+/// partitions are created, the merchant table reads them, and every event — before and after
+/// the growth — gets a decision (a card whose key now maps to a new partition starts with no
+/// history there, as with any keyed Kafka consumer).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_detector_follows_partitions_added_to_its_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = broker(dir.path()).await;
+    let bs = b.bootstrap_servers();
+    let bs2 = bs.clone();
+    let work = dir.path().to_owned();
+    tokio::task::spawn_blocking(move || {
+        let bs = bs2.as_str();
+        let path = |name: &str| work.join(name).to_str().unwrap().to_owned();
+        let (file, before, after) = (path("events.jsonl"), path("a.jsonl"), path("b.jsonl"));
+        run_ok(veritas(&[
+            "generate",
+            "--customers",
+            "200",
+            "--days",
+            "3",
+            "--seed",
+            "2",
+            "--out",
+            &file,
+        ]));
+        let text = std::fs::read_to_string(&file).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let total = lines.len() as i64;
+        let split = lines.len() / 2;
+        std::fs::write(&before, lines[..split].join("\n") + "\n").unwrap();
+        std::fs::write(&after, lines[split..].join("\n") + "\n").unwrap();
+        run_ok(veritas(&[
+            "topics",
+            "create",
+            "grow",
+            "--partitions",
+            "2",
+            "-b",
+            bs,
+        ]));
+        let produce = |file: &str| {
+            run_ok(veritas(&[
+                "produce", "-b", bs, "--topic", "grow", "--file", file, "--rate", "0",
+            ]));
+        };
+        let mut detector = veritas(&[
+            "detect",
+            "-b",
+            bs,
+            "--topic",
+            "grow",
+            "--group",
+            "g",
+            "--from-beginning",
+            "--checkpoint-interval-ms",
+            "200",
+        ])
+        .env("VERITAS_LOG", "warn,veritas::pipeline=info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(path("detect.log")).unwrap())
+        .spawn()
+        .unwrap();
+        let log = || std::fs::read_to_string(path("detect.log")).unwrap();
+        produce(&before);
+        wait_for("the first half committed", || {
+            committed_sum(bs, "g", "grow", 2) == split as i64
+        });
+        run_ok(veritas(&[
+            "topics",
+            "alter-config",
+            "grow",
+            "--partitions",
+            "3",
+            "-b",
+            bs,
+        ]));
+        produce(&after);
+        let in_new = || {
+            let consumer: BaseConsumer = client(bs).create().unwrap();
+            consumer
+                .fetch_watermarks("grow", 2, Duration::from_secs(10))
+                .map_or(0, |w| w.1)
+        };
+        assert!(in_new() > 0, "no event was keyed to the new partition");
+        let start = Instant::now();
+        while committed_sum(bs, "g", "grow", 3) != total {
+            assert!(
+                detector.try_wait().unwrap().is_none(),
+                "the detector exited after the input grew:\n{}",
+                log()
+            );
+            assert!(
+                start.elapsed() < DEADLINE,
+                "timed out waiting for every event to be committed:\n{}",
+                log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        terminate(&mut detector);
+        let log = log();
+        assert!(
+            log.contains("the merchant table reads the new partitions too"),
+            "the table reader did not take the new partition:\n{log}"
+        );
+        let decisions = read_topic(
+            bs,
+            "grow.decisions",
+            records_in(bs, "grow.decisions") as usize,
+        );
+        let ids: HashSet<String> = transaction_ids(&decisions).into_iter().collect();
+        assert_eq!(ids.len() as i64, total, "every event has a decision");
+    })
+    .await
+    .unwrap();
+    b.shutdown().await.unwrap();
+}

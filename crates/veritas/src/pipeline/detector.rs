@@ -92,6 +92,9 @@ const KEY_MARKER: &[u8] = b"c";
 /// Shared merchant state: a partition at its end this long stops holding the table back
 /// (see [`SharedTable::release`]); while events flow on every partition none is released.
 const QUIET_RELEASE: Duration = Duration::from_secs(3);
+/// How often the input's partition count is checked (the group and, with shared merchant
+/// state, the table must take partitions added to the input).
+const METADATA_INTERVAL: Duration = Duration::from_secs(5);
 /// Largest snapshot chunk (well under Kafka's default 1 MB message limit).
 const CHUNK_BYTES: usize = 512 * 1024;
 
@@ -430,6 +433,13 @@ impl ConsumerContext for GroupContext {
                 for e in tpl.elements() {
                     tracing::info!(partition = e.partition(), "partition assigned");
                 }
+                // A partition added to the input since the state topic was made has no state
+                // partition yet.
+                if let Some(highest) = tpl.elements().iter().map(|e| e.partition()).max() {
+                    if let Err(e) = shared.ensure_state_partitions(highest + 1) {
+                        shared.set_fatal(e.context("growing the state topic"));
+                    }
+                }
                 let mut assigned = Vec::new();
                 for e in tpl.elements() {
                     match shared.restore(e.partition()) {
@@ -518,6 +528,32 @@ impl Shared {
         let mut f = self.fatal.lock();
         if f.is_none() {
             *f = Some(e);
+        }
+    }
+
+    /// Makes sure the state topic has `partitions` partitions and the producer knows it
+    /// (its metadata would otherwise say "unknown partition" until its next refresh).
+    fn ensure_state_partitions(&self, partitions: i32) -> anyhow::Result<()> {
+        let topics = &self.settings.topics;
+        super::grow_state_topic(&self.settings.client, topics, partitions)?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let md = self
+                .producer
+                .client()
+                .fetch_metadata(Some(&topics.state), Duration::from_secs(10))
+                .with_context(|| format!("metadata of {}", topics.state))?;
+            let known = md.topics().first().map_or(0, |t| t.partitions().len());
+            if known >= partitions as usize {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{} still shows {known} partitions, not {partitions}",
+                    topics.state
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
         }
     }
 
@@ -789,6 +825,48 @@ impl Shared {
             decoded
         };
         worker.waiting.push_back((m.detach(), decoded));
+    }
+
+    /// Shared merchant state: partitions added to the input (the group consumer's metadata
+    /// refresh rebalances the group onto them; this checks the table too). The table then
+    /// waits for the new partitions and the reader reads them from their start. Returns
+    /// whether the table grew.
+    fn follow_new_partitions<C: ConsumerContext, R: ConsumerContext>(
+        &self,
+        consumer: &BaseConsumer<C>,
+        reader: Option<&BaseConsumer<R>>,
+    ) -> anyhow::Result<bool> {
+        let topic = &self.settings.topics.input;
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .with_context(|| format!("metadata of {topic}"))?;
+        let now = metadata
+            .topics()
+            .first()
+            .map_or(0, |t| t.partitions().len());
+        let (Some(feed), Some(reader)) = (&self.table, reader) else {
+            return Ok(false);
+        };
+        let mut feed = feed.lock();
+        let had = feed.table.partitions();
+        if now <= had {
+            return Ok(false);
+        }
+        feed.table.grow(now as u32);
+        let mut tpl = TopicPartitionList::new();
+        for p in had..now {
+            tpl.add_partition_offset(topic, p as i32, Offset::Beginning)?;
+        }
+        reader.incremental_assign(&tpl).with_context(|| {
+            format!("adding the new partitions of {topic} to the merchant table reader")
+        })?;
+        tracing::info!(
+            topic = %topic,
+            from = had,
+            to = now,
+            "the input grew: the merchant table reads the new partitions too"
+        );
+        Ok(true)
     }
 
     /// Shared merchant state: a partition of the input is quiet for now (end reached).
@@ -1662,7 +1740,10 @@ pub fn run(
             },
         )
         .set("enable.partition.eof", "false")
-        .set("statistics.interval.ms", "1000");
+        .set("statistics.interval.ms", "1000")
+        // The group rebalances when librdkafka's metadata refresh finds partitions added to
+        // the input: every 10 s rather than its default 5 minutes.
+        .set("topic.metadata.refresh.interval.ms", "10000");
     let shared = Arc::new(Shared {
         settings,
         metrics,
@@ -1718,6 +1799,7 @@ pub fn run(
     let mut last_checkpoint = Instant::now();
     let mut last_tick = Instant::now();
     let mut last_lag = Instant::now();
+    let mut last_metadata = Instant::now();
     // Shared merchant state: partitions the reader found at their end, and since when.
     let mut quiet: HashMap<i32, Instant> = HashMap::new();
     while !stop.load(Ordering::Relaxed) {
@@ -1778,6 +1860,12 @@ pub fn run(
         if last_lag.elapsed() >= Duration::from_secs(1) {
             shared.update_lag();
             last_lag = Instant::now();
+        }
+        if last_metadata.elapsed() >= METADATA_INTERVAL {
+            if let Err(e) = shared.follow_new_partitions(&consumer, reader.as_ref()) {
+                tracing::warn!(error = %format!("{e:#}"), "could not check the input for new partitions");
+            }
+            last_metadata = Instant::now();
         }
     }
     // Drain: checkpoint what was processed, then leave the group (its revoke finds nothing new).

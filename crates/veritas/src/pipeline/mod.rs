@@ -47,7 +47,8 @@ impl Topics {
 /// partitions, the decisions, dead-letter and state topics with as many partitions as the
 /// input has (the state topic must match it partition for partition), and the one-partition
 /// merchant table topic (trimmed by the detector, never by time). Existing topics are left
-/// alone, except that a state topic with fewer partitions than the input is an error.
+/// alone, except that a state topic with fewer partitions than the input is grown to match
+/// ([`grow_state_topic`]).
 pub fn ensure_topics(
     client: &rdkafka::config::ClientConfig,
     topics: &Topics,
@@ -109,14 +110,53 @@ pub fn ensure_topics(
         1,
         &[("cleanup.policy", "delete"), ("retention.ms", "-1")],
     )?;
-    let state = count(&topics.state)?.unwrap_or(0);
-    if state < n {
-        anyhow::bail!(
-            "state topic {} has {state} partitions but {} has {n}; grow it with `veritas topics alter-config {} --partitions {n}`",
-            topics.state,
-            topics.input,
-            topics.state
-        );
-    }
+    grow_state_topic(client, topics, n)?;
     Ok(n)
+}
+
+/// Grows the state topic to `partitions` partitions if it has fewer (the input grew: its new
+/// partitions start with no state, and state partition `p` stays input partition `p`'s).
+pub fn grow_state_topic(
+    client: &rdkafka::config::ClientConfig,
+    topics: &Topics,
+    partitions: i32,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::types::RDKafkaErrorCode;
+    use std::time::Duration;
+
+    let meta: BaseConsumer = client.create()?;
+    let md = meta
+        .fetch_metadata(Some(&topics.state), Duration::from_secs(15))
+        .with_context(|| format!("metadata of {}", topics.state))?;
+    let have = md.topics().first().map_or(0, |t| t.partitions().len()) as i32;
+    if have >= partitions {
+        return Ok(());
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let admin: AdminClient<DefaultClientContext> = client.create()?;
+    let grow = NewPartitions::new(&topics.state, partitions as usize);
+    let r = rt.block_on(admin.create_partitions(
+        [&grow],
+        &AdminOptions::new().operation_timeout(Some(Duration::from_secs(15))),
+    ))?;
+    for x in r {
+        match x {
+            Ok(_) => tracing::info!(
+                topic = %topics.state,
+                from = have,
+                to = partitions,
+                "grew the state topic to match the input"
+            ),
+            // Another instance grew it first.
+            Err((_, RDKafkaErrorCode::InvalidPartitions)) => {}
+            Err((t, e)) => anyhow::bail!("growing {t} to {partitions} partitions: {e}"),
+        }
+    }
+    Ok(())
 }
