@@ -1205,10 +1205,13 @@ impl Shared {
         }
         if !self.parts.lock().contains_key(&0) {
             writer.candidate = None;
+            writer.last_taken = None;
             return Ok(());
         }
         let Some(candidate) = &writer.candidate else {
-            if writer.last_taken.is_some_and(|t| t.elapsed() < every) {
+            // The first one an interval after this instance took partition 0 over.
+            let last = *writer.last_taken.get_or_insert_with(Instant::now);
+            if last.elapsed() < every {
                 return Ok(());
             }
             let feed = feed.lock();
