@@ -1529,13 +1529,14 @@ impl Chunks {
         }
     }
 
-    /// The bytes of the snapshot `snap` names, if every chunk of it was read; every chunk
-    /// read so far is dropped either way.
+    /// The bytes of the snapshot `snap` names, if every chunk of it was read. Its chunks are
+    /// dropped either way; others stay for their own marker (two writers may interleave
+    /// for a moment around a rebalance).
     fn take(&mut self, snap: &SnapshotRef) -> anyhow::Result<Vec<u8>> {
-        let mut parts: Vec<(u64, u32, Vec<u8>)> = std::mem::take(&mut self.0)
+        let (mut parts, others): (Vec<_>, Vec<_>) = std::mem::take(&mut self.0)
             .into_iter()
-            .filter(|c| c.0 == snap.id)
-            .collect();
+            .partition(|c| c.0 == snap.id);
+        self.0 = others;
         parts.sort_by_key(|c| c.1);
         if parts.len() != snap.chunks as usize
             || parts.iter().enumerate().any(|(i, c)| c.1 != i as u32)
@@ -1648,6 +1649,16 @@ fn load_table_checkpoint(
             return Ok(None);
         }
     };
+    if table.partitions() > partitions {
+        // The input was recreated with fewer partitions: the checkpoint is of another
+        // topic's contents, and the table would wait for partitions that no longer exist.
+        tracing::warn!(
+            checkpoint_partitions = table.partitions(),
+            input_partitions = partitions,
+            "the merchant table checkpoint is of an input with more partitions; building the table from the input"
+        );
+        return Ok(None);
+    }
     table.grow(partitions as u32);
     tracing::info!(
         topic = %topic,
@@ -1886,4 +1897,39 @@ pub fn run(
     let summary = shared.summary.lock().clone();
     tracing::info!(?summary, "detector stopped");
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_chunks_reassemble_even_when_two_writers_interleave() {
+        let a: Vec<u8> = (0..CHUNK_BYTES * 2 + 10).map(|i| i as u8).collect();
+        let b: Vec<u8> = vec![7; CHUNK_BYTES + 1];
+        let (ra, sa) = chunk_records(1, &a);
+        let (rb, sb) = chunk_records(2, &b);
+        assert_eq!((sa.chunks, sb.chunks), (3, 2));
+        let mut chunks = Chunks::default();
+        // a0 b0 a1 a2 | marker a | b1 | marker b
+        chunks.add(&ra[0].0, ra[0].1.as_deref().unwrap());
+        chunks.add(&rb[0].0, rb[0].1.as_deref().unwrap());
+        chunks.add(&ra[1].0, ra[1].1.as_deref().unwrap());
+        chunks.add(&ra[2].0, ra[2].1.as_deref().unwrap());
+        assert_eq!(chunks.take(&sa).unwrap(), a);
+        chunks.add(&rb[1].0, rb[1].1.as_deref().unwrap());
+        assert_eq!(chunks.take(&sb).unwrap(), b);
+        // A marker whose chunks are missing (cut by a crash) is an error, and drops them.
+        chunks.add(&ra[0].0, ra[0].1.as_deref().unwrap());
+        assert!(chunks.take(&sa).is_err());
+        assert!(chunks.0.is_empty());
+        // Malformed keys are ignored.
+        chunks.add(&[KEY_CHUNK, 1, 2], b"x");
+        assert!(chunks.0.is_empty());
+        // Empty bytes are one empty chunk.
+        let (re, se) = chunk_records(3, &[]);
+        assert_eq!(se.chunks, 1);
+        chunks.add(&re[0].0, re[0].1.as_deref().unwrap());
+        assert_eq!(chunks.take(&se).unwrap(), Vec::<u8>::new());
+    }
 }
