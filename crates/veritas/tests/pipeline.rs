@@ -485,6 +485,52 @@ fn scores_of(records: &[Read]) -> Vec<(String, f64)> {
         .collect()
 }
 
+/// Trains a model with shared merchant state on `file` (writing `rules` and `model`) and
+/// scores the file offline on one engine: `transaction_id` → score, the reference served
+/// decisions must match.
+fn one_engine_reference(
+    file: &str,
+    rules: &str,
+    model: &str,
+    offline: &str,
+) -> HashMap<String, f64> {
+    std::fs::write(rules, "[engine]\nshared_merchants = true\n").unwrap();
+    run_ok(veritas(&[
+        "train", "--input", file, "--out", model, "--rules", rules, "--trees", "60",
+    ]));
+    run_ok(veritas(&[
+        "score", "--input", file, "--model", model, "--rules", rules, "--out", offline,
+    ]));
+    let text = std::fs::read_to_string(offline).unwrap();
+    let reference: HashMap<String, f64> = text
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                v["transaction_id"].as_str().unwrap().to_owned(),
+                v["score"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(reference.len(), text.lines().count());
+    reference
+}
+
+/// Every served decision carries the score one engine gives its event.
+fn assert_scores_match(served: &[(String, f64)], reference: &HashMap<String, f64>) {
+    let differing: Vec<_> = served
+        .iter()
+        .filter(|(id, s)| (reference[id] - s).abs() > 1e-9)
+        .collect();
+    assert!(
+        differing.is_empty(),
+        "{} of {} decisions differ from one engine's, e.g. {:?}",
+        differing.len(),
+        served.len(),
+        differing.first()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shared_merchant_state_gives_two_instances_the_scores_of_one_engine() {
     // A backlog: the surviving instance's table has usually read far past the checkpoints
@@ -564,27 +610,8 @@ async fn two_instances_take_over(live: bool) -> String {
             std::fs::write(&file, out).unwrap();
         }
         let total = std::fs::read_to_string(&file).unwrap().lines().count() as i64;
-        std::fs::write(&rules, "[engine]\nshared_merchants = true\n").unwrap();
-        run_ok(veritas(&[
-            "train", "--input", &file, "--out", &model, "--rules", &rules, "--trees", "60",
-        ]));
         // One engine over the whole file: the reference.
-        let offline = path("offline.jsonl");
-        run_ok(veritas(&[
-            "score", "--input", &file, "--model", &model, "--rules", &rules, "--out", &offline,
-        ]));
-        let reference: HashMap<String, f64> = std::fs::read_to_string(&offline)
-            .unwrap()
-            .lines()
-            .map(|l| {
-                let v: serde_json::Value = serde_json::from_str(l).unwrap();
-                (
-                    v["transaction_id"].as_str().unwrap().to_owned(),
-                    v["score"].as_f64().unwrap(),
-                )
-            })
-            .collect();
-        assert_eq!(reference.len() as i64, total);
+        let reference = one_engine_reference(&file, &rules, &model, &path("offline.jsonl"));
 
         run_ok(veritas(&[
             "topics",
@@ -667,17 +694,7 @@ async fn two_instances_take_over(live: bool) -> String {
             served.len(),
             served.len() as i64 - total
         );
-        let differing: Vec<_> = served
-            .iter()
-            .filter(|(id, s)| (reference[id] - s).abs() > 1e-9)
-            .collect();
-        assert!(
-            differing.is_empty(),
-            "{} of {} decisions differ from one engine's, e.g. {:?}",
-            differing.len(),
-            served.len(),
-            differing.first()
-        );
+        assert_scores_match(&served, &reference);
         log
     })
     .await
@@ -760,25 +777,7 @@ async fn after_retention_a_restarted_detector_restores_its_merchant_table_from_t
         let split = lines.len() * 3 / 5;
         std::fs::write(&early, lines[..split].join("\n") + "\n").unwrap();
         std::fs::write(&late, lines[split..].join("\n") + "\n").unwrap();
-        std::fs::write(&rules, "[engine]\nshared_merchants = true\n").unwrap();
-        run_ok(veritas(&[
-            "train", "--input", &file, "--out", &model, "--rules", &rules, "--trees", "60",
-        ]));
-        let offline = path("offline.jsonl");
-        run_ok(veritas(&[
-            "score", "--input", &file, "--model", &model, "--rules", &rules, "--out", &offline,
-        ]));
-        let reference: HashMap<String, f64> = std::fs::read_to_string(&offline)
-            .unwrap()
-            .lines()
-            .map(|l| {
-                let v: serde_json::Value = serde_json::from_str(l).unwrap();
-                (
-                    v["transaction_id"].as_str().unwrap().to_owned(),
-                    v["score"].as_f64().unwrap(),
-                )
-            })
-            .collect();
+        let reference = one_engine_reference(&file, &rules, &model, &path("offline.jsonl"));
         run_ok(veritas(&[
             "topics",
             "create",
@@ -869,28 +868,17 @@ async fn after_retention_a_restarted_detector_restores_its_merchant_table_from_t
                 v["transaction_id"].as_str().unwrap().to_owned()
             })
             .collect();
-        let differing: Vec<_> = served
-            .iter()
-            .filter(|(id, s)| (reference[id] - s).abs() > 1e-9)
-            .collect();
         let late_scored = served
             .iter()
             .filter(|(id, _)| late_ids.contains(id))
             .count();
         eprintln!(
-            "{total} events, {} after retention, {} decisions; {} differ from one engine's",
+            "{total} events, {} after retention, {} decisions",
             late_ids.len(),
-            served.len(),
-            differing.len()
+            served.len()
         );
         assert!(late_scored >= late_ids.len());
-        assert!(
-            differing.is_empty(),
-            "{} of {} decisions differ from one engine's, e.g. {:?}",
-            differing.len(),
-            served.len(),
-            differing.first()
-        );
+        assert_scores_match(&served, &reference);
     })
     .await
     .unwrap();
