@@ -703,6 +703,20 @@ async fn two_instances_take_over(live: bool) -> String {
     log
 }
 
+/// The body of an HTTP/1.0 GET of `path` from `addr`.
+fn http_get(addr: &str, path: &str) -> String {
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut response = String::new();
+    std::io::Read::read_to_string(&mut stream, &mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    assert!(
+        head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200"),
+        "{head}"
+    );
+    body.to_owned()
+}
+
 /// The sum of the read positions in the latest merchant table checkpoint marker of `topic`.
 fn latest_table_marker(bootstrap: &str, topic: &str) -> Option<i64> {
     let consumer: BaseConsumer = client(bootstrap)
@@ -792,7 +806,7 @@ async fn after_retention_a_restarted_detector_restores_its_merchant_table_from_t
                 "produce", "-b", bs, "--topic", "r", "--file", file, "--rate", "0",
             ]));
         };
-        let detect = || {
+        let detect = |log: &str| {
             veritas(&[
                 "detect",
                 "-b",
@@ -810,15 +824,17 @@ async fn after_retention_a_restarted_detector_restores_its_merchant_table_from_t
                 "200",
                 "--table-checkpoint-interval-ms",
                 "300",
+                "--metrics-listen",
+                "127.0.0.1:0",
             ])
             .env("VERITAS_LOG", "warn,veritas::pipeline::detector=info")
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(std::fs::File::create(log).unwrap())
             .spawn()
             .unwrap()
         };
         produce(&early);
-        let mut first = detect();
+        let mut first = detect(&path("first.log"));
         wait_for(
             "the early events committed and checkpointed in the table",
             || {
@@ -844,15 +860,35 @@ async fn after_retention_a_restarted_detector_restores_its_merchant_table_from_t
             .unwrap();
         assert!(deleted.elements().iter().all(|e| e.error().is_ok()));
         produce(&late);
-        let mut second = detect();
+        let mut second = detect(&path("second.log"));
         wait_for("every event committed", || {
             committed_sum(bs, "g", "r", 3) == total
         });
+        // The table's own counters, as /metrics shows them.
+        let log = std::fs::read_to_string(path("second.log")).unwrap();
+        let addr = log
+            .lines()
+            .find_map(|l| l.strip_prefix("metrics: http://")?.strip_suffix("/metrics"))
+            .expect("the metrics address")
+            .to_owned();
+        // Gauges are refreshed every second: wait for the table's to appear.
+        let value = |metrics: &str, name: &str| {
+            metrics
+                .lines()
+                .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
+        };
+        let applied = "veritas_detector_table_events{outcome=\"applied\"}";
+        let mut metrics = String::new();
+        wait_for("the table's counters on /metrics", || {
+            metrics = http_get(&addr, "/metrics");
+            value(&metrics, applied).is_some_and(|n| n > 0.0)
+        });
+        let late = value(&metrics, "veritas_detector_table_events{outcome=\"late\"}");
+        assert_eq!(late, Some(0.0), "{metrics}");
+        let restores = value(&metrics, "veritas_detector_table_restores_total");
+        assert_eq!(restores, Some(1.0), "{metrics}");
         terminate(&mut second);
-        let mut log = String::new();
-        if let Some(mut e) = second.stderr.take() {
-            std::io::Read::read_to_string(&mut e, &mut log).unwrap();
-        }
+        let log = std::fs::read_to_string(path("second.log")).unwrap();
         assert!(
             log.contains("restored the merchant table from its checkpoint"),
             "the restarted detector did not restore its table:\n{log}"

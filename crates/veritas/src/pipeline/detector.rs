@@ -156,6 +156,13 @@ pub struct DetectorMetrics {
     pub table_checkpoints: IntCounter,
     /// Shared merchant state: merchant tables restored from a checkpoint.
     pub table_restores: IntCounter,
+    /// Shared merchant state: events the table has read, by outcome (`applied`, `late`:
+    /// beyond its partition's lateness bound, `missed`: below what was applied after a
+    /// quiet partition was released, `expired`: lookups that found their snapshot
+    /// dropped), counted since the table was built (carried through its checkpoints).
+    pub table_events: IntGaugeVec,
+    /// Shared merchant state: events read and waiting for the frontier.
+    pub table_pending: IntGauge,
 }
 
 impl DetectorMetrics {
@@ -224,6 +231,17 @@ impl DetectorMetrics {
                 "veritas_detector_table_restores_total",
                 "Merchant tables restored from a checkpoint",
             )?,
+            table_events: IntGaugeVec::new(
+                Opts::new(
+                    "veritas_detector_table_events",
+                    "Events the merchant table has read since it was built, by outcome",
+                ),
+                &["outcome"],
+            )?,
+            table_pending: IntGauge::new(
+                "veritas_detector_table_pending",
+                "Events the merchant table has read and not applied yet",
+            )?,
         };
         registry.register(Box::new(m.events.clone()))?;
         registry.register(Box::new(m.decisions.clone()))?;
@@ -238,6 +256,8 @@ impl DetectorMetrics {
         registry.register(Box::new(m.table_rebuilds.clone()))?;
         registry.register(Box::new(m.table_checkpoints.clone()))?;
         registry.register(Box::new(m.table_restores.clone()))?;
+        registry.register(Box::new(m.table_events.clone()))?;
+        registry.register(Box::new(m.table_pending.clone()))?;
         Ok(m)
     }
 }
@@ -1362,6 +1382,23 @@ impl Shared {
     }
 
     fn update_lag(&self) {
+        if let Some(feed) = &self.table {
+            let feed = feed.lock();
+            let stats = feed.table.stats();
+            let m = &self.metrics;
+            for (outcome, n) in [
+                ("applied", stats.applied),
+                ("late", stats.late),
+                ("missed", stats.missed),
+                ("expired", feed.expired),
+            ] {
+                m.table_events
+                    .with_label_values(&[outcome])
+                    .set(i64::try_from(n).unwrap_or(i64::MAX));
+            }
+            m.table_pending
+                .set(i64::try_from(feed.table.pending()).unwrap_or(i64::MAX));
+        }
         let parts: Vec<(i32, i64, usize)> = self
             .parts
             .lock()
