@@ -703,6 +703,20 @@ async fn two_instances_take_over(live: bool) -> String {
     log
 }
 
+/// Splits the lines of `file` at `fraction` of them into `first` and `second`; returns the
+/// lines and where they were split.
+fn split_file(file: &str, fraction: f64, first: &str, second: &str) -> (Vec<String>, usize) {
+    let lines: Vec<String> = std::fs::read_to_string(file)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let split = (lines.len() as f64 * fraction) as usize;
+    std::fs::write(first, lines[..split].join("\n") + "\n").unwrap();
+    std::fs::write(second, lines[split..].join("\n") + "\n").unwrap();
+    (lines, split)
+}
+
 /// The body of an HTTP/1.0 GET of `path` from `addr`.
 fn http_get(addr: &str, path: &str) -> String {
     let mut stream = std::net::TcpStream::connect(addr).unwrap();
@@ -785,12 +799,8 @@ async fn after_retention_a_restarted_detector_restores_its_merchant_table_from_t
             "--out",
             &file,
         ]));
-        let text = std::fs::read_to_string(&file).unwrap();
-        let lines: Vec<&str> = text.lines().collect();
+        let (lines, split) = split_file(&file, 3.0 / 5.0, &early, &late);
         let total = lines.len() as i64;
-        let split = lines.len() * 3 / 5;
-        std::fs::write(&early, lines[..split].join("\n") + "\n").unwrap();
-        std::fs::write(&late, lines[split..].join("\n") + "\n").unwrap();
         let reference = one_engine_reference(&file, &rules, &model, &path("offline.jsonl"));
         run_ok(veritas(&[
             "topics",
@@ -947,12 +957,8 @@ async fn a_detector_follows_partitions_added_to_its_input() {
             "--out",
             &file,
         ]));
-        let text = std::fs::read_to_string(&file).unwrap();
-        let lines: Vec<&str> = text.lines().collect();
+        let (lines, split) = split_file(&file, 0.5, &before, &after);
         let total = lines.len() as i64;
-        let split = lines.len() / 2;
-        std::fs::write(&before, lines[..split].join("\n") + "\n").unwrap();
-        std::fs::write(&after, lines[split..].join("\n") + "\n").unwrap();
         run_ok(veritas(&[
             "topics",
             "create",
