@@ -134,13 +134,12 @@ struct Tracker(Arc<Seen>);
 impl ClientContext for Tracker {}
 
 impl ConsumerContext for Tracker {
-    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        match rebalance {
-            Rebalance::Assign(tpl) => self.0.assigned.lock().unwrap().push(partitions_of(tpl)),
-            Rebalance::Revoke(tpl) => self.0.revoked.lock().unwrap().push(partitions_of(tpl)),
-            Rebalance::Error(e) => eprintln!("rebalance error: {e}"),
-        }
-        self.0.rebalances.fetch_add(1, Ordering::SeqCst);
+    /// The protocol is asked for *before* librdkafka applies the (un)assignment, as
+    /// rust-rdkafka itself does. Asked afterwards, in the revoke that closing a consumer
+    /// triggers, the question can reach a group handle that has already terminated and never
+    /// be answered: the consumer's drop then hangs for good (seen once in CI, and reproduced
+    /// under load with a debugger: the thread waited in `rd_kafka_rebalance_protocol`).
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, _: &Rebalance<'_>) {
         self.0.cooperative.store(
             matches!(
                 consumer.rebalance_protocol(),
@@ -148,6 +147,15 @@ impl ConsumerContext for Tracker {
             ),
             Ordering::SeqCst,
         );
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => self.0.assigned.lock().unwrap().push(partitions_of(tpl)),
+            Rebalance::Revoke(tpl) => self.0.revoked.lock().unwrap().push(partitions_of(tpl)),
+            Rebalance::Error(e) => eprintln!("rebalance error: {e}"),
+        }
+        self.0.rebalances.fetch_add(1, Ordering::SeqCst);
     }
 }
 
