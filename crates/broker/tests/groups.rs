@@ -209,20 +209,37 @@ impl Member {
     }
 
     fn close(mut self) {
-        self.stop_and_join();
+        assert!(
+            self.stop_and_join(),
+            "the consumer did not close within {DEADLINE:?}"
+        );
     }
 
-    fn stop_and_join(&mut self) {
+    /// Stops the thread and waits up to [`DEADLINE`] for its consumer to close; false if it
+    /// did not (the thread is then left behind, so a client that hangs fails the test
+    /// instead of holding up the whole run).
+    fn stop_and_join(&mut self) -> bool {
         self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        let Some(t) = self.thread.take() else {
+            return true;
+        };
+        let deadline = Instant::now() + DEADLINE;
+        while !t.is_finished() {
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
         }
+        let _ = t.join();
+        true
     }
 }
 
 impl Drop for Member {
     fn drop(&mut self) {
-        self.stop_and_join();
+        if !self.stop_and_join() {
+            eprintln!("a consumer did not close within {DEADLINE:?}; left behind");
+        }
     }
 }
 
