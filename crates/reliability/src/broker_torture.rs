@@ -525,6 +525,9 @@ fn read_back(
                 });
                 next.insert(p, m.offset() + 1);
             }
+            Some(Err(e)) if crate::transient_consumer_error(&e) => {
+                eprintln!("reading {topic}: {e} (reading on)");
+            }
             Some(Err(e)) => bail!("reading {topic}: {e}"),
             None => {}
         }

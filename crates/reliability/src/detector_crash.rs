@@ -192,7 +192,14 @@ fn read_topic(bootstrap: &str, topic: &str) -> anyhow::Result<Vec<Read>> {
             bail!("reading {topic} timed out");
         }
         if let Some(m) = c.poll(Duration::from_millis(200)) {
-            let m = m?;
+            let m = match m {
+                Ok(m) => m,
+                Err(e) if crate::transient_consumer_error(&e) => {
+                    eprintln!("reading {topic}: {e} (reading on)");
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
             next.insert(m.partition(), m.offset() + 1);
             let headers = m
                 .headers()

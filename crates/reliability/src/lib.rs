@@ -36,3 +36,11 @@ pub mod process;
 pub mod seeds;
 #[cfg(feature = "torture")]
 pub mod torn;
+
+/// Whether an error from a consumer's poll is one librdkafka recovers from by itself (a
+/// dropped connection, "all brokers down" for a moment while it changes connections): the
+/// readers here log it and read on, bounded by their deadlines. Fatal errors end the read.
+#[cfg(feature = "torture")]
+pub(crate) fn transient_consumer_error(e: &rdkafka::error::KafkaError) -> bool {
+    matches!(e, rdkafka::error::KafkaError::MessageConsumption(_))
+}

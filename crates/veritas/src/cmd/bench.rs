@@ -295,6 +295,9 @@ fn consume(bootstrap: &str, topic: &str, partitions: i32, n: u64) -> anyhow::Res
         }
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(_)) => got += 1,
+            Some(Err(e)) if !crate::pipeline::consumer_error_ends_read(&e) => {
+                tracing::warn!(error = %e, "consumer error; consuming on");
+            }
             Some(Err(e)) => bail!("consume failed: {e}"),
             None => {}
         }
@@ -329,7 +332,14 @@ fn latency(
             let mut seen = 0u64;
             while seen < total && !done.load(Ordering::Relaxed) {
                 if let Some(m) = consumer.poll(Duration::from_millis(100)) {
-                    let m = m?;
+                    let m = match m {
+                        Ok(m) => m,
+                        Err(e) if !crate::pipeline::consumer_error_ends_read(&e) => {
+                            tracing::warn!(error = %e, "consumer error; consuming on");
+                            continue;
+                        }
+                        Err(e) => return Err(e.into()),
+                    };
                     let sent_us = m
                         .payload()
                         .and_then(|p| p.get(..8))

@@ -85,6 +85,9 @@ pub fn run(args: ConsumeArgs) -> anyhow::Result<()> {
                 }
             }
             Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => {}
+            Some(Err(e)) if !crate::pipeline::consumer_error_ends_read(&e) => {
+                tracing::warn!(error = %e, "consumer error; consuming on");
+            }
             Some(Err(e)) => return Err(e).context("consuming"),
             Some(Ok(m)) => {
                 seen += 1;

@@ -1614,10 +1614,17 @@ fn read_partition(
         if Instant::now() > deadline {
             bail!("timed out reading {topic}/{partition} at {position} of {high}");
         }
-        let Some(m) = reader.poll(Duration::from_millis(200)) else {
-            continue;
+        let m = match reader.poll(Duration::from_millis(200)) {
+            None => continue,
+            Some(Ok(m)) => m,
+            Some(Err(e)) if !super::consumer_error_ends_read(&e) => {
+                tracing::warn!(%topic, partition, error = %e, "consumer error; reading on");
+                continue;
+            }
+            Some(Err(e)) => {
+                return Err(e).with_context(|| format!("reading {topic}/{partition}"));
+            }
         };
-        let m = m?;
         position = m.offset() + 1;
         f(&m)?;
     }

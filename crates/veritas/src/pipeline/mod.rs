@@ -160,3 +160,59 @@ pub fn grow_state_topic(
     }
     Ok(())
 }
+
+/// Whether an error a consumer's poll returned ends a read. librdkafka recovers by itself
+/// from most errors it reports there (a connection dropped, "all brokers down" for a moment,
+/// a request timed out; librdkafka 2.12 even reports "all brokers down" when it retires its
+/// bootstrap connection while the learned one is still connecting), so those are logged and
+/// reading goes on, bounded by the reader's own deadline. Fatal errors and those that waiting
+/// does not cure (no such topic or partition, access refused) end it.
+pub fn consumer_error_ends_read(e: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::error::KafkaError;
+    use rdkafka::types::RDKafkaErrorCode as C;
+    match e {
+        KafkaError::MessageConsumption(code) => matches!(
+            code,
+            C::UnknownTopicOrPartition
+                | C::UnknownPartition
+                | C::UnknownTopic
+                | C::TopicAuthorizationFailed
+                | C::GroupAuthorizationFailed
+                | C::ClusterAuthorizationFailed
+                | C::SaslAuthenticationFailed
+                | C::Authentication
+        ),
+        KafkaError::PartitionEOF(_) => false,
+        _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::consumer_error_ends_read;
+    use rdkafka::error::KafkaError;
+    use rdkafka::types::RDKafkaErrorCode as C;
+
+    #[test]
+    fn transient_consumer_errors_do_not_end_a_read() {
+        for code in [
+            C::AllBrokersDown,
+            C::BrokerTransportFailure,
+            C::RequestTimedOut,
+        ] {
+            assert!(!consumer_error_ends_read(&KafkaError::MessageConsumption(
+                code
+            )));
+        }
+        assert!(!consumer_error_ends_read(&KafkaError::PartitionEOF(0)));
+        assert!(consumer_error_ends_read(&KafkaError::MessageConsumption(
+            C::UnknownTopicOrPartition
+        )));
+        assert!(consumer_error_ends_read(&KafkaError::MessageConsumption(
+            C::TopicAuthorizationFailed
+        )));
+        assert!(consumer_error_ends_read(
+            &KafkaError::MessageConsumptionFatal(C::Fatal)
+        ));
+    }
+}
