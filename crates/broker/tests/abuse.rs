@@ -276,8 +276,7 @@ fn read_prefixes(bootstrap: &str, topic: &str, expect: usize) -> Vec<String> {
     let start = Instant::now();
     while out.len() < expect {
         assert!(start.elapsed() < DEADLINE, "read {} of {expect}", out.len());
-        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
-            let m = m.unwrap();
+        if let Some(m) = next_record(&consumer, Duration::from_millis(100)) {
             let p = m.payload().unwrap_or_default();
             out.push(String::from_utf8_lossy(&p[..p.len().min(13)]).into_owned());
         }

@@ -723,10 +723,9 @@ fn resume_and_commit(broker: &Broker, group: &str, topic: &str, commit_to: i64) 
     let mut first = None;
     loop {
         assert!(Instant::now() < deadline, "timed out consuming {topic}");
-        let Some(m) = consumer.poll(Duration::from_millis(50)) else {
+        let Some(m) = next_record(&consumer, Duration::from_millis(50)) else {
             continue;
         };
-        let m = m.unwrap();
         first.get_or_insert(m.offset());
         if m.offset() + 1 == commit_to {
             consumer.commit_message(&m, CommitMode::Sync).unwrap();

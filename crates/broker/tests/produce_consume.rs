@@ -67,27 +67,24 @@ fn consume(
             "timed out: got {} of {n}",
             out.len()
         );
-        match consumer.poll(Duration::from_millis(200)) {
-            None => {}
-            Some(Err(e)) => panic!("consume error: {e}"),
-            Some(Ok(m)) => {
-                let headers = m
-                    .headers()
-                    .map(|h| {
-                        h.iter()
-                            .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                out.push((
-                    m.key().map(|k| k.to_vec()),
-                    m.payload().unwrap_or_default().to_vec(),
-                    m.offset(),
-                    m.timestamp().to_millis().unwrap_or(-1),
-                    headers,
-                ));
-            }
-        }
+        let Some(m) = next_record(&consumer, Duration::from_millis(200)) else {
+            continue;
+        };
+        let headers = m
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push((
+            m.key().map(|k| k.to_vec()),
+            m.payload().unwrap_or_default().to_vec(),
+            m.offset(),
+            m.timestamp().to_millis().unwrap_or(-1),
+            headers,
+        ));
     }
     out
 }

@@ -57,8 +57,7 @@ fn read_all(broker: &veritas_broker::Broker, topic: &str, expect: usize) -> Vec<
     let start = std::time::Instant::now();
     while out.len() < expect {
         assert!(start.elapsed() < DEADLINE, "got {} of {expect}", out.len());
-        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
-            let m = m.unwrap();
+        if let Some(m) = next_record(&consumer, Duration::from_millis(100)) {
             out.push(String::from_utf8(m.payload().unwrap().to_vec()).unwrap());
         }
     }

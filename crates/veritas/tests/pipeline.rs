@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
 use veritas_broker::{Broker, BrokerConfig};
@@ -56,6 +57,21 @@ struct Read {
     headers: HashMap<String, String>,
 }
 
+/// The next record within `wait`, if any. Errors librdkafka recovers from by itself ("all
+/// brokers down" for a moment while librdkafka 2.12 swaps its bootstrap connection for the
+/// broker's, a dropped connection) are printed and skipped; the caller's deadline bounds the
+/// wait. Any other error fails the test.
+fn next_record(consumer: &BaseConsumer, wait: Duration) -> Option<BorrowedMessage<'_>> {
+    match consumer.poll(wait)? {
+        Ok(m) => Some(m),
+        Err(e @ KafkaError::MessageConsumption(_)) => {
+            eprintln!("consumer error (librdkafka recovers): {e}");
+            None
+        }
+        Err(e) => panic!("consumer error: {e}"),
+    }
+}
+
 /// Reads every record of `topic` until at least `n` have been seen.
 fn read_topic(bootstrap: &str, topic: &str, n: usize) -> Vec<Read> {
     let consumer: BaseConsumer = client(bootstrap)
@@ -79,8 +95,7 @@ fn read_topic(bootstrap: &str, topic: &str, n: usize) -> Vec<Read> {
             "{topic}: read {} of {n}",
             out.len()
         );
-        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
-            let m = m.unwrap();
+        if let Some(m) = next_record(&consumer, Duration::from_millis(100)) {
             let headers = m
                 .headers()
                 .map(|h| {
@@ -752,10 +767,9 @@ fn latest_table_marker(bootstrap: &str, topic: &str) -> Option<i64> {
             start.elapsed() < DEADLINE,
             "{topic}: read to {position} of {high}"
         );
-        let Some(m) = consumer.poll(Duration::from_millis(100)) else {
+        let Some(m) = next_record(&consumer, Duration::from_millis(100)) else {
             continue;
         };
-        let m = m.unwrap();
         position = m.offset() + 1;
         if m.key() == Some(b"c".as_slice()) {
             let v: serde_json::Value = serde_json::from_slice(m.payload().unwrap()).unwrap();

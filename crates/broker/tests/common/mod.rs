@@ -18,6 +18,25 @@ use veritas_broker::{Broker, BrokerConfig};
 /// Generous deadline for anything asynchronous in tests.
 pub const DEADLINE: Duration = Duration::from_secs(60);
 
+/// The next record `consumer` has within `wait`, if any. librdkafka reports errors it
+/// recovers from by itself through the same poll (a dropped connection; "all brokers down"
+/// for a moment while librdkafka 2.12 retires its bootstrap connection before the broker's own
+/// is up): those are printed and skipped, and the caller's deadline bounds the wait. A fatal
+/// error fails the test.
+pub fn next_record<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &rdkafka::consumer::BaseConsumer<C>,
+    wait: Duration,
+) -> Option<rdkafka::message::BorrowedMessage<'_>> {
+    match consumer.poll(wait)? {
+        Ok(m) => Some(m),
+        Err(e @ rdkafka::error::KafkaError::MessageConsumption(_)) => {
+            eprintln!("consumer error (librdkafka recovers): {e}");
+            None
+        }
+        Err(e) => panic!("consumer error: {e}"),
+    }
+}
+
 pub fn init_tracing() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
