@@ -28,9 +28,13 @@ else
 fi
 mkdir -p "$work"
 broker_pid=
+broker_data=
+# Stopping a broker also removes its data: the suite writes about a gigabyte per scenario.
 stop_broker() {
   if [ -n "$broker_pid" ]; then kill "$broker_pid" 2>/dev/null || true; wait "$broker_pid" 2>/dev/null || true; fi
   broker_pid=
+  if [ -n "$broker_data" ]; then rm -rf "$broker_data"; fi
+  broker_data=
 }
 cleanup() {
   stop_broker
@@ -66,6 +70,7 @@ start_broker() { # auto-create: true|false
   local port data
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   data=$(mktemp -d "$work/data.XXXXXX")
+  broker_data=$data
   "$veritas" broker --listen "127.0.0.1:$port" --data-dir "$data" --default-partitions 4 \
     --auto-create-topics "$1" --retention-ms -1 --log info >>"$work/broker.log" 2>&1 &
   broker_pid=$!
