@@ -7,8 +7,8 @@
 
 mod common;
 
-use std::collections::{BTreeSet, HashMap};
-use std::io::BufRead;
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::io::{BufRead, Read, Seek};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -33,7 +33,7 @@ use kafka_protocol::messages::offset_fetch_request::{
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, HeaderVersion, StrBytes};
-use rdkafka::config::ClientConfig;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, RebalanceProtocol,
 };
@@ -108,7 +108,11 @@ fn consumer_config(broker: &Broker, group: &str) -> ClientConfig {
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", "6000")
         .set("heartbeat.interval.ms", "250")
-        .set("topic.metadata.refresh.interval.ms", "1000");
+        .set("topic.metadata.refresh.interval.ms", "1000")
+        // The group machinery's own log, kept by each member's [`Tracker`]: when a consumer
+        // fails to close in time, the test prints what its client was doing.
+        .set("debug", "cgrp")
+        .set_log_level(RDKafkaLogLevel::Debug);
     c
 }
 
@@ -127,11 +131,31 @@ struct Seen {
     revoked: Mutex<Vec<Vec<i32>>>,
     rebalances: AtomicUsize,
     cooperative: AtomicBool,
+    /// The client's latest log lines (at most [`LOG_LINES`]), for diagnosing a failure.
+    log: Mutex<VecDeque<String>>,
 }
+
+/// How many of a member's log lines are kept.
+const LOG_LINES: usize = 300;
 
 struct Tracker(Arc<Seen>);
 
-impl ClientContext for Tracker {}
+impl ClientContext for Tracker {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        let mut log = self.0.log.lock().unwrap();
+        if log.len() == LOG_LINES {
+            log.pop_front();
+        }
+        let at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        log.push_back(format!(
+            "{}.{:03} {level:?} {fac} {log_message}",
+            at.as_secs(),
+            at.subsec_millis()
+        ));
+    }
+}
 
 impl ConsumerContext for Tracker {
     /// The protocol is asked for *before* librdkafka applies the (un)assignment, as
@@ -209,10 +233,40 @@ impl Member {
     }
 
     fn close(mut self) {
-        assert!(
-            self.stop_and_join(),
-            "the consumer did not close within {DEADLINE:?}"
-        );
+        if !self.stop_and_join() {
+            panic!(
+                "the consumer did not close within {DEADLINE:?}\n{}",
+                self.diagnosis()
+            );
+        }
+    }
+
+    /// The member's latest client log lines and, where gdb is installed, every thread's stack:
+    /// what a consumer that does not close was waiting for.
+    fn diagnosis(&self) -> String {
+        let log: Vec<String> = self.seen.log.lock().unwrap().iter().cloned().collect();
+        // gdb stops this whole process while it reads the stacks, this thread included: its
+        // output goes to a file, since a pipe that nobody reads would fill and block it.
+        let stacks = tempfile::tempfile()
+            .and_then(|mut out| {
+                Command::new("gdb")
+                    .args(["-p", &std::process::id().to_string(), "-batch", "-nx"])
+                    .args(["-ex", "thread apply all bt"])
+                    .stdin(Stdio::null())
+                    .stdout(out.try_clone()?)
+                    .stderr(Stdio::null())
+                    .status()?;
+                let mut text = String::new();
+                out.seek(std::io::SeekFrom::Start(0))?;
+                out.read_to_string(&mut text)?;
+                Ok(text)
+            })
+            .unwrap_or_else(|e| format!("(no stacks: gdb: {e})"));
+        format!(
+            "--- its client's last {} log lines\n{}\n--- stacks\n{stacks}",
+            log.len(),
+            log.join("\n")
+        )
     }
 
     /// Stops the thread and waits up to [`DEADLINE`] for its consumer to close; false if it
@@ -238,7 +292,10 @@ impl Member {
 impl Drop for Member {
     fn drop(&mut self) {
         if !self.stop_and_join() {
-            eprintln!("a consumer did not close within {DEADLINE:?}; left behind");
+            eprintln!(
+                "a consumer did not close within {DEADLINE:?}; left behind\n{}",
+                self.diagnosis()
+            );
         }
     }
 }
