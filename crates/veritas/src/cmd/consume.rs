@@ -117,5 +117,8 @@ pub fn run(args: ConsumeArgs) -> anyhow::Result<()> {
             }
         }
     }
+    if group.is_some() && !crate::pipeline::leave_group(&consumer, Duration::from_secs(10)) {
+        tracing::warn!("the consumer did not leave its group within 10 s; closing it anyway");
+    }
     Ok(())
 }

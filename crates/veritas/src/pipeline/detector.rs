@@ -1929,10 +1929,8 @@ pub fn run(
     // Drain: checkpoint what was processed, then leave the group (its revoke finds nothing new).
     let owned: Vec<i32> = shared.parts.lock().keys().copied().collect();
     shared.checkpoint_now(&consumer, &owned)?;
-    consumer.unsubscribe();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline && !shared.parts.lock().is_empty() {
-        let _ = consumer.poll(Duration::from_millis(100));
+    if !super::leave_group(&consumer, Duration::from_secs(10)) || !shared.parts.lock().is_empty() {
+        tracing::warn!("the detector did not leave its group within 10 s; closing anyway");
     }
     drop(consumer);
     if let Some(e) = shared.fatal.lock().take() {

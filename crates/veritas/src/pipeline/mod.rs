@@ -187,6 +187,38 @@ pub fn consumer_error_ends_read(e: &rdkafka::error::KafkaError) -> bool {
     }
 }
 
+/// Leaves the consumer group before `consumer` is dropped: unsubscribes, then polls (the
+/// records it still returns are not processed) until the revoke that leaving raises has been
+/// handled and nothing is assigned, or `within` has passed.
+///
+/// Dropping a subscribed consumer closes it, and librdkafka (2.12) can hang that close for
+/// good when a rebalance's revoke reaches the application just as the close begins: the
+/// un-assignment the revoke asks for waits on a group handle that has already terminated
+/// (confluentinc/librdkafka#4884). Leaving first, while the handle is alive, answers every
+/// revoke; the close that follows has nothing left to revoke. Returns whether the consumer
+/// left in time. Not for static members (`group.instance.id`): unsubscribing sends the
+/// LeaveGroup that a static member's restart is meant to avoid.
+pub fn leave_group<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &rdkafka::consumer::BaseConsumer<C>,
+    within: std::time::Duration,
+) -> bool {
+    use rdkafka::consumer::Consumer;
+    consumer.unsubscribe();
+    let deadline = std::time::Instant::now() + within;
+    // A revoke already on its way is handled by the poll that takes it from the queue: a
+    // couple of quiet polls after the assignment is empty let it arrive.
+    let mut quiet = 0;
+    while std::time::Instant::now() < deadline {
+        let _ = consumer.poll(std::time::Duration::from_millis(50));
+        let assigned = consumer.assignment().map_or(0, |a| a.count());
+        quiet = if assigned == 0 { quiet + 1 } else { 0 };
+        if quiet >= 3 {
+            return true;
+        }
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::consumer_error_ends_read;
