@@ -886,8 +886,9 @@ async fn members_rejoin_after_a_broker_restart_and_continue() {
     c.listen = addr;
     let broker = start(c).await;
     produce(&broker, "resume", 2, 10).await; // offsets 20..30 on each partition
-                                             // Distinct records: some are read twice around the rejoin (see below), so the count of
-                                             // reads can reach 60 before the last new record has arrived.
+
+    // Distinct records: some are read twice around the rejoin (see below), so the count of
+    // reads can reach 60 before the last new record has arrived.
     wait_for("the consumer to rejoin and read the new records", || {
         let n = m.records().iter().collect::<BTreeSet<_>>().len();
         async move { (n >= 60).then_some(()) }
