@@ -188,7 +188,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// Recall at the precision-0.9 threshold per scenario, split by whether the card already
-/// had a fraud in the previous 24 hours (analysis only: uses labels).
+/// had a fraud in the previous 24 hours, and the false positives at that threshold by
+/// context (analysis only: uses labels).
 fn diagnose(
     events: &[veritas_events::LabelledTransaction],
     scored: &[Scored],
@@ -228,6 +229,8 @@ fn diagnose(
     let mut last_fraud: HashMap<&str, i64> = HashMap::new();
     let mut table: BTreeMap<(String, bool), (u32, u32)> = BTreeMap::new();
     let mut fp_total = 0u32;
+    // False positives at the threshold, by what surrounds them.
+    let mut fp_by_context: BTreeMap<String, u32> = BTreeMap::new();
     // Merchant-level scenarios: recall by how many frauds at the same merchant this
     // partition's engine (and all engines together) had seen before.
     let mut at_merchant: HashMap<(&str, u32), u32> = HashMap::new();
@@ -281,6 +284,23 @@ fn diagnose(
             }
         } else if s.score >= thr {
             fp_total += 1;
+            let card_fraud = last_fraud
+                .get(e.tx.card_number.as_str())
+                .is_some_and(|&p| t - p < 86_400_000);
+            let m = e.tx.merchant_id.as_deref().unwrap_or("");
+            let ctx = if card_fraud {
+                "card had a fraud in the previous 24 h".to_string()
+            } else if at_merchant_all.get(m).is_some_and(|&n| n > 0) {
+                "at a merchant with earlier compromised-merchant fraud".to_string()
+            } else {
+                let name = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+                format!(
+                    "{} {}",
+                    name(e.tx.channel.map(|c| format!("{c:?}").to_lowercase())),
+                    name(e.tx.category.clone())
+                )
+            };
+            *fp_by_context.entry(ctx).or_default() += 1;
             if want == "fp" && fp_total.is_multiple_of(10) {
                 let row: Vec<String> = show
                     .iter()
@@ -297,6 +317,11 @@ fn diagnose(
         }
     }
     eprintln!("threshold {thr:.4}; false positives {fp_total}");
+    let mut contexts: Vec<_> = fp_by_context.into_iter().collect();
+    contexts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    for (context, n) in contexts.iter().take(12) {
+        eprintln!("  FP {n:>5} {context}");
+    }
     let names = std::env::var("QUALITY_FEATURE").unwrap_or_default();
     for name in names.split(',').filter(|n| !n.is_empty()) {
         if let Some(f) = veritas_detect::Feature::from_name(name) {
