@@ -188,7 +188,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// Recall at the precision-0.9 threshold per scenario, split by whether the card already
-/// had a fraud in the previous 24 hours, and the false positives at that threshold by
+/// had a fraud in the previous 24 hours and by the fraud's position among the card's
+/// frauds of the last 24 hours, and the false positives at that threshold by
 /// context (analysis only: uses labels).
 fn diagnose(
     events: &[veritas_events::LabelledTransaction],
@@ -228,6 +229,8 @@ fn diagnose(
     };
     let mut last_fraud: HashMap<&str, i64> = HashMap::new();
     let mut table: BTreeMap<(String, bool), (u32, u32)> = BTreeMap::new();
+    let mut recent_frauds: HashMap<&str, Vec<i64>> = HashMap::new();
+    let mut by_position: BTreeMap<(String, usize), (u32, u32)> = BTreeMap::new();
     let mut fp_total = 0u32;
     // False positives at the threshold, by what surrounds them.
     let mut fp_by_context: BTreeMap<String, u32> = BTreeMap::new();
@@ -242,6 +245,19 @@ fn diagnose(
             let follow = last_fraud
                 .get(e.tx.card_number.as_str())
                 .is_some_and(|&p| t - p < 86_400_000);
+            // Position in the episode: frauds on this card in the last 24 hours, this one
+            // included.
+            let recent = recent_frauds.entry(e.tx.card_number.as_str()).or_default();
+            recent.retain(|&p| t - p < 86_400_000);
+            recent.push(t);
+            let position = by_position
+                .entry((
+                    e.label.scenario.clone().unwrap_or_default(),
+                    recent.len().min(5),
+                ))
+                .or_default();
+            position.0 += 1;
+            position.1 += u32::from(s.score >= thr);
             let entry = table
                 .entry((e.label.scenario.clone().unwrap_or_default(), follow))
                 .or_default();
@@ -361,6 +377,13 @@ fn diagnose(
             "  compromised_merchant: {seen}{} earlier at the merchant in this partition, {seen_all}{} in all: {n:>5} recall {:.3}",
             if seen == 3 { "+" } else { "" },
             if seen_all == 9 { "+" } else { "" },
+            f64::from(hit) / f64::from(n.max(1))
+        );
+    }
+    for ((name, position), (n, hit)) in by_position {
+        eprintln!(
+            "  {name:<22} fraud {position}{:<4} of the card in 24 h {n:>5} recall {:.3}",
+            if position == 5 { "+" } else { "" },
             f64::from(hit) / f64::from(n.max(1))
         );
     }
