@@ -220,6 +220,15 @@ fn diagnose(
         F::CategoryAmountZscore,
         F::AmountToCategoryMean,
     ];
+    let row = |f: &veritas_detect::Features| -> String {
+        show.iter()
+            .map(|&k| {
+                let v = f.get(k).map_or("-".into(), |v| format!("{v:.2}"));
+                format!("{}={v}", k.name())
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
     let want = std::env::var("QUALITY_DIAG").unwrap_or_default();
     use std::collections::{BTreeMap, HashMap};
     let labels: Vec<bool> = scored.iter().map(|s| s.is_fraud).collect();
@@ -267,21 +276,11 @@ fn diagnose(
                 && e.label.scenario.as_deref() == Some(want.as_str())
                 && entry.0.is_multiple_of(7)
             {
-                let row: Vec<String> = show
-                    .iter()
-                    .map(|&f| {
-                        format!(
-                            "{}={}",
-                            f.name(),
-                            feats[i].get(f).map_or("-".into(), |v| format!("{v:.2}"))
-                        )
-                    })
-                    .collect();
                 eprintln!(
                     "MISS {} {:.3} {}",
                     if follow { "F" } else { "1" },
                     s.score,
-                    row.join(" ")
+                    row(&feats[i])
                 );
             }
             last_fraud.insert(e.tx.card_number.as_str(), t);
@@ -318,17 +317,7 @@ fn diagnose(
             };
             *fp_by_context.entry(ctx).or_default() += 1;
             if want == "fp" && fp_total.is_multiple_of(10) {
-                let row: Vec<String> = show
-                    .iter()
-                    .map(|&f| {
-                        format!(
-                            "{}={}",
-                            f.name(),
-                            feats[i].get(f).map_or("-".into(), |v| format!("{v:.2}"))
-                        )
-                    })
-                    .collect();
-                eprintln!("FP {:.3} {}", s.score, row.join(" "));
+                eprintln!("FP {:.3} {}", s.score, row(&feats[i]));
             }
         }
     }
