@@ -73,22 +73,34 @@ pub struct DemoArgs {
     pub stats_interval: u64,
 }
 
-/// Feeds the dashboard from the detector.
-struct DashboardObserver(Arc<LiveStats>);
+/// How long the demo waits for the detector's first partition assignment before producing.
+const DETECTOR_JOIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Feeds the dashboard from the detector, and tells the demo once the detector consumes.
+struct DashboardObserver {
+    stats: Arc<LiveStats>,
+    /// Set at the detector's first partition assignment.
+    consuming: Arc<AtomicBool>,
+}
 
 impl Observer for DashboardObserver {
+    fn assigned(&self, partitions: &[i32]) {
+        if !partitions.is_empty() {
+            self.consuming.store(true, Ordering::Relaxed);
+        }
+    }
     fn decision(&self, decision: &Decision, tx: &Transaction, truth: &Truth) {
         let mut view = DecisionView::from_decision(decision, tx.amount);
         view.merchant = tx.merchant.clone();
         view.label = truth.label;
         view.scenario = truth.scenario.clone();
-        self.0.record_decision(&view);
+        self.stats.record_decision(&view);
     }
     fn dead_letter(&self) {
-        self.0.record_dlq();
+        self.stats.record_dlq();
     }
     fn lag(&self, partition: i32, lag: i64) {
-        self.0.set_lag(partition, lag);
+        self.stats.set_lag(partition, lag);
     }
 }
 
@@ -208,6 +220,58 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         duration: None,
         source: Source::Generator(gen),
     };
+    let detector_settings = DetectorSettings {
+        client: client.clone(),
+        topics: topics.clone(),
+        group: group.into(),
+        config: DetectorConfig::default_toml()?,
+        model: Some(model),
+        checkpoint_interval: Duration::from_secs(1),
+        snapshot_every: 60,
+        seed_output: false,
+        from_beginning: true,
+        table_checkpoint_interval: Some(Duration::from_secs(30)),
+    };
+    let detector_metrics = DetectorMetrics::new(&registry)?;
+    let interrupted = Arc::new(AtomicBool::new(false));
+    {
+        let interrupted = interrupted.clone();
+        runtime.spawn(async move {
+            if super::broker::wait_for_signal().await.is_ok() {
+                interrupted.store(true, Ordering::Relaxed);
+            }
+        });
+    }
+    let detector_consuming = Arc::new(AtomicBool::new(false));
+    let detector_thread = {
+        let stop = stop_detector.clone();
+        let observer: Arc<dyn Observer> = Arc::new(DashboardObserver {
+            stats: stats.clone(),
+            consuming: detector_consuming.clone(),
+        });
+        std::thread::Builder::new()
+            .name("detector".into())
+            .spawn(move || detector::run(detector_settings, detector_metrics, observer, &stop))?
+    };
+    // The producer starts once the detector has joined its group and consumes, so the first
+    // events do not wait for the group to form (their latency would count the join).
+    let joined_by = Instant::now() + DETECTOR_JOIN_TIMEOUT;
+    while !detector_consuming.load(Ordering::Relaxed)
+        && !detector_thread.is_finished()
+        && !interrupted.load(Ordering::Relaxed)
+        && Instant::now() < joined_by
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if !detector_consuming.load(Ordering::Relaxed)
+        && !detector_thread.is_finished()
+        && !interrupted.load(Ordering::Relaxed)
+    {
+        tracing::warn!(
+            waited = ?DETECTOR_JOIN_TIMEOUT,
+            "the detector has not been assigned partitions yet; producing anyway"
+        );
+    }
     let producer_metrics = ProducerMetrics::new(&registry)?;
     let producer_thread = {
         let stop = stop_producer.clone();
@@ -228,37 +292,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
                 )
             })?
     };
-    let detector_settings = DetectorSettings {
-        client: client.clone(),
-        topics: topics.clone(),
-        group: group.into(),
-        config: DetectorConfig::default_toml()?,
-        model: Some(model),
-        checkpoint_interval: Duration::from_secs(1),
-        snapshot_every: 60,
-        seed_output: false,
-        from_beginning: true,
-        table_checkpoint_interval: Some(Duration::from_secs(30)),
-    };
-    let detector_metrics = DetectorMetrics::new(&registry)?;
-    let detector_thread = {
-        let stop = stop_detector.clone();
-        let observer: Arc<dyn Observer> = Arc::new(DashboardObserver(stats.clone()));
-        std::thread::Builder::new()
-            .name("detector".into())
-            .spawn(move || detector::run(detector_settings, detector_metrics, observer, &stop))?
-    };
 
     // 5. Wait: Ctrl+C, --duration, or a component failing; refresh the broker panel, print stats.
-    let interrupted = Arc::new(AtomicBool::new(false));
-    {
-        let interrupted = interrupted.clone();
-        runtime.spawn(async move {
-            if super::broker::wait_for_signal().await.is_ok() {
-                interrupted.store(true, Ordering::Relaxed);
-            }
-        });
-    }
     let started = Instant::now();
     let mut last_line = Instant::now();
     eprintln!(

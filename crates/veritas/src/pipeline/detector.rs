@@ -279,6 +279,9 @@ pub trait Observer: Send + Sync {
     fn dead_letter(&self) {}
     /// Consumer lag of a partition.
     fn lag(&self, _partition: i32, _lag: i64) {}
+    /// The group gave this instance `partitions`, their state restored: it is now
+    /// consuming them.
+    fn assigned(&self, _partitions: &[i32]) {}
 }
 
 /// An observer that ignores everything.
@@ -512,6 +515,8 @@ impl ConsumerContext for GroupContext {
                         shared.set_fatal(anyhow!("pausing assigned partitions: {e}"));
                     }
                 }
+                let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+                shared.observer.assigned(&partitions);
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 let revoked: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
