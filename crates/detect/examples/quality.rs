@@ -251,9 +251,7 @@ fn diagnose(
     for (i, (e, s)) in events.iter().zip(scored).enumerate() {
         let t = e.tx.timestamp.timestamp_millis();
         if e.label.is_fraud {
-            let follow = last_fraud
-                .get(e.tx.card_number.as_str())
-                .is_some_and(|&p| t - p < 86_400_000);
+            let follow = fraud_within_a_day(&last_fraud, &e.tx.card_number, t);
             // Position in the episode: frauds on this card in the last 24 hours, this one
             // included.
             let recent = recent_frauds.entry(e.tx.card_number.as_str()).or_default();
@@ -299,9 +297,7 @@ fn diagnose(
             }
         } else if s.score >= thr {
             fp_total += 1;
-            let card_fraud = last_fraud
-                .get(e.tx.card_number.as_str())
-                .is_some_and(|&p| t - p < 86_400_000);
+            let card_fraud = fraud_within_a_day(&last_fraud, &e.tx.card_number, t);
             let m = e.tx.merchant_id.as_deref().unwrap_or("");
             let ctx = if card_fraud {
                 "card had a fraud in the previous 24 h".to_string()
@@ -383,6 +379,15 @@ fn diagnose(
             f64::from(hit) / f64::from(n.max(1))
         );
     }
+}
+
+/// Whether `card` had a fraud in the 24 hours before `t` (from its latest fraud's time).
+fn fraud_within_a_day(
+    last_fraud: &std::collections::HashMap<&str, i64>,
+    card: &str,
+    t: i64,
+) -> bool {
+    last_fraud.get(card).is_some_and(|&p| t - p < 86_400_000)
 }
 
 /// `QUALITY_ORACLE=merchant`: an upper bound, for analysis only. Every event at a merchant
