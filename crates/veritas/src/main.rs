@@ -90,3 +90,44 @@ fn main() -> std::process::ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// Every flag of every subcommand can also be set from the environment, under a
+    /// `VERITAS_` name of its own within its command.
+    #[test]
+    fn every_flag_has_a_veritas_environment_variable() {
+        fn check(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            let mut seen = std::collections::HashMap::new();
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if arg.is_positional() || id == "help" || id == "version" {
+                    continue;
+                }
+                match arg.get_env().and_then(|e| e.to_str()) {
+                    Some(env) if env.starts_with("VERITAS_") => {
+                        if let Some(other) = seen.insert(env.to_owned(), id.to_owned()) {
+                            missing.push(format!("{path}: --{id} and --{other} share {env}"));
+                        }
+                    }
+                    _ => missing.push(format!("{path}: --{id}")),
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                check(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let cmd = Cli::command();
+        cmd.clone().debug_assert();
+        let mut missing = Vec::new();
+        check(&cmd, "veritas", &mut missing);
+        assert!(
+            missing.is_empty(),
+            "flags without VERITAS_* env: {missing:#?}"
+        );
+    }
+}

@@ -21,13 +21,13 @@ pub struct ConsumeArgs {
     #[arg(long, short = 'g', env = "VERITAS_GROUP")]
     group: Option<String>,
     /// Start from the earliest offset (without a group, or for a group with no committed offset).
-    #[arg(long)]
+    #[arg(long, env = "VERITAS_FROM_BEGINNING")]
     from_beginning: bool,
     /// Stop after this many records.
-    #[arg(long, short = 'n')]
+    #[arg(long, short = 'n', env = "VERITAS_CONSUME_COUNT")]
     count: Option<u64>,
     /// Stop when every assigned partition has been read to its end (no group only).
-    #[arg(long, short = 'e')]
+    #[arg(long, short = 'e', env = "VERITAS_EXIT_AT_END")]
     exit_at_end: bool,
 }
 

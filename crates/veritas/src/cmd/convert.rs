@@ -28,16 +28,16 @@ pub enum SourceFormat {
 #[derive(Debug, Clone, Args)]
 pub struct ConvertArgs {
     /// Schema of the input files.
-    #[arg(long, value_enum)]
+    #[arg(long, value_enum, env = "VERITAS_CONVERT_FROM")]
     pub from: SourceFormat,
     /// Input files (all of the same schema; their rows are merged and sorted by time).
     #[arg(required = true)]
     pub inputs: Vec<PathBuf>,
     /// Output file: `.jsonl` or `.csv`.
-    #[arg(long)]
+    #[arg(long, env = "VERITAS_CONVERT_OUT")]
     pub out: PathBuf,
     /// Give up when more than this share of the rows is unreadable.
-    #[arg(long, default_value_t = 0.01)]
+    #[arg(long, env = "VERITAS_MAX_BAD_FRACTION", default_value_t = 0.01)]
     pub max_bad_fraction: f64,
 }
 

@@ -39,16 +39,16 @@ enum GroupsCommand {
         /// Group id.
         group: String,
         /// To each partition's log start offset.
-        #[arg(long, group = "target")]
+        #[arg(long, group = "target", env = "VERITAS_RESET_TO_EARLIEST")]
         to_earliest: bool,
         /// To each partition's high watermark.
-        #[arg(long, group = "target")]
+        #[arg(long, group = "target", env = "VERITAS_RESET_TO_LATEST")]
         to_latest: bool,
         /// To this offset (clamped to the partition's range).
-        #[arg(long, group = "target")]
+        #[arg(long, group = "target", env = "VERITAS_RESET_TO_OFFSET")]
         to_offset: Option<i64>,
         /// Only this topic (default: every topic the group has offsets for).
-        #[arg(long)]
+        #[arg(long, env = "VERITAS_RESET_TOPIC")]
         topic: Option<String>,
     },
 }

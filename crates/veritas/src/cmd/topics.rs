@@ -31,7 +31,7 @@ enum TopicsCommand {
     /// List topics with their partition counts.
     List {
         /// Include internal topics (`__consumer_offsets`).
-        #[arg(long, short = 'i')]
+        #[arg(long, short = 'i', env = "VERITAS_TOPICS_INTERNAL")]
         internal: bool,
     },
     /// Create a topic.
@@ -39,13 +39,23 @@ enum TopicsCommand {
         /// Topic name.
         name: String,
         /// Partitions.
-        #[arg(long, short = 'p', default_value_t = 1)]
+        #[arg(
+            long,
+            short = 'p',
+            env = "VERITAS_TOPIC_PARTITIONS",
+            default_value_t = 1
+        )]
         partitions: i32,
         /// Replication factor (1 on the embedded broker).
-        #[arg(long, short = 'r', default_value_t = 1)]
+        #[arg(
+            long,
+            short = 'r',
+            env = "VERITAS_TOPIC_REPLICATION_FACTOR",
+            default_value_t = 1
+        )]
         replication_factor: i32,
         /// Topic config, `key=value` (repeatable), e.g. `retention.ms=3600000`.
-        #[arg(long = "config", short = 'c', value_parser = parse_kv)]
+        #[arg(long = "config", short = 'c', env = "VERITAS_TOPIC_CONFIG", value_parser = parse_kv)]
         configs: Vec<(String, String)>,
     },
     /// Partitions, offsets and configs of a topic.
@@ -64,13 +74,13 @@ enum TopicsCommand {
         /// Topic name.
         name: String,
         /// `key=value` to set (repeatable).
-        #[arg(long = "set", short = 's', value_parser = parse_kv)]
+        #[arg(long = "set", short = 's', env = "VERITAS_TOPIC_SET", value_parser = parse_kv)]
         set: Vec<(String, String)>,
         /// Key to remove, returning it to the default (repeatable).
-        #[arg(long = "delete", short = 'd')]
+        #[arg(long = "delete", short = 'd', env = "VERITAS_TOPIC_DELETE_CONFIG")]
         delete: Vec<String>,
         /// Grow the topic to this many partitions.
-        #[arg(long)]
+        #[arg(long, env = "VERITAS_TOPIC_GROW_PARTITIONS")]
         partitions: Option<usize>,
     },
 }
