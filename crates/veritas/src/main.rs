@@ -57,6 +57,24 @@ enum Command {
     ProduceRaw(cmd::produce_raw::ProduceRawArgs),
 }
 
+/// An error and its causes on one line, `outer: inner: …`. A cause whose text already ends
+/// the line is left out: library errors carry their source in their own message
+/// (`#[error("storage: {0}")]` beside `#[from]`), and the plain `{:#}` would print it twice.
+pub(crate) fn error_report(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || line.ends_with(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
@@ -85,7 +103,7 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_report(&e));
             std::process::ExitCode::FAILURE
         }
     }
@@ -96,6 +114,26 @@ mod tests {
     use clap::CommandFactory;
 
     use super::Cli;
+
+    /// A cause that its parent's message already tells is said once; the others all are.
+    #[test]
+    fn an_error_report_tells_each_cause_once() {
+        // `DetectError::ModelParse` is `#[error("invalid model file: {0}")]` with `#[from]`.
+        let parse = serde_json::from_str::<u8>("{").unwrap_err();
+        let detail = parse.to_string();
+        let e = anyhow::Error::new(veritas_detect::DetectError::from(parse))
+            .context("loading model.json");
+        assert_eq!(
+            super::error_report(&e),
+            format!("loading model.json: invalid model file: {detail}")
+        );
+        assert_eq!(
+            format!("{e:#}"),
+            format!("loading model.json: invalid model file: {detail}: {detail}")
+        );
+        let e = anyhow::anyhow!("disk full").context("writing decisions");
+        assert_eq!(super::error_report(&e), "writing decisions: disk full");
+    }
 
     /// Every flag of every subcommand can also be set from the environment, under a
     /// `VERITAS_` name of its own within its command.

@@ -454,7 +454,10 @@ fn cached_or_trained_model(data_dir: &Path, seed: u64, partitions: i32) -> anyho
                 eprintln!("model: using the cached {}", path.display());
                 return Ok(m);
             }
-            Err(e) => eprintln!("model: cached model unusable ({e:#}); training a new one"),
+            Err(e) => eprintln!(
+                "model: cached model unusable ({}); training a new one",
+                crate::error_report(&e)
+            ),
         }
     }
     let started = Instant::now();

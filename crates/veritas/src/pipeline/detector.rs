@@ -549,7 +549,7 @@ impl ConsumerContext for GroupContext {
 
 impl Shared {
     fn set_fatal(&self, e: anyhow::Error) {
-        tracing::error!(error = %format!("{e:#}"), "detector error");
+        tracing::error!(error = %crate::error_report(&e), "detector error");
         let mut f = self.fatal.lock();
         if f.is_none() {
             *f = Some(e);
@@ -689,7 +689,7 @@ impl Shared {
         // From the group's table checkpoint if it is not ahead of any partition scored here.
         let restored = load_table_checkpoint(&self.settings, &starts, partitions)
             .unwrap_or_else(|e| {
-                tracing::warn!(error = %format!("{e:#}"), "reading the merchant table checkpoint failed");
+                tracing::warn!(error = %crate::error_report(&e), "reading the merchant table checkpoint failed");
                 None
             });
         match restored {
@@ -1662,7 +1662,7 @@ fn load_table_checkpoint(
                     Ok(checkpoint) => latest = Some(checkpoint),
                     Err(e) => tracing::warn!(
                         offset = m.offset(),
-                        error = %format!("{e:#}"),
+                        error = %crate::error_report(&e),
                         "ignoring a bad merchant table checkpoint"
                     ),
                 }
@@ -1926,7 +1926,7 @@ pub fn run(
         }
         if last_metadata.elapsed() >= METADATA_INTERVAL {
             if let Err(e) = shared.follow_new_partitions(&consumer, reader.as_ref()) {
-                tracing::warn!(error = %format!("{e:#}"), "could not check the input for new partitions");
+                tracing::warn!(error = %crate::error_report(&e), "could not check the input for new partitions");
             }
             last_metadata = Instant::now();
         }
