@@ -12,9 +12,11 @@ use std::io::BufReader;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::{Args, ValueEnum};
 use veritas_events::io::{LabelledWriter, SparkovReader};
+
+use super::rows::BadRows;
 
 /// Source schemas `veritas convert` understands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -37,7 +39,7 @@ pub struct ConvertArgs {
     #[arg(long, env = "VERITAS_CONVERT_OUT")]
     pub out: PathBuf,
     /// Give up when more than this share of the rows is unreadable.
-    #[arg(long, env = "VERITAS_MAX_BAD_FRACTION", default_value_t = 0.01)]
+    #[arg(long, env = "VERITAS_MAX_BAD_FRACTION", default_value_t = super::rows::DEFAULT_MAX_BAD_FRACTION)]
     pub max_bad_fraction: f64,
 }
 
@@ -45,7 +47,7 @@ pub struct ConvertArgs {
 pub fn run(args: ConvertArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut events = Vec::new();
-    let mut bad = 0u64;
+    let mut bad_rows = BadRows::new(args.max_bad_fraction);
     for path in &args.inputs {
         let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
         let reader = match args.from {
@@ -54,26 +56,11 @@ pub fn run(args: ConvertArgs) -> anyhow::Result<()> {
         for (line, item) in reader {
             match item {
                 Ok(e) => events.push(e),
-                Err(e) if e.is_per_event() => {
-                    bad += 1;
-                    if bad <= 10 {
-                        tracing::warn!("{}:{line}: skipped: {e}", path.display());
-                    }
-                }
-                Err(e) => return Err(e).with_context(|| format!("{}:{line}", path.display())),
+                Err(e) => bad_rows.skip(path, line, e)?,
             }
         }
     }
-    let total = events.len() as u64 + bad;
-    if total == 0 {
-        bail!("no rows in the input");
-    }
-    if bad as f64 > args.max_bad_fraction * total as f64 {
-        bail!(
-            "{bad} of {total} rows unreadable (more than --max-bad-fraction {})",
-            args.max_bad_fraction
-        );
-    }
+    let bad = bad_rows.finish(events.len() as u64)?;
     events.sort_by_key(|e| e.tx.timestamp);
     let mut out = LabelledWriter::create(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;

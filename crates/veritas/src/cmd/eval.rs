@@ -29,6 +29,10 @@ pub struct EvalArgs {
     /// Name of the fraud label field in the events.
     #[arg(long, env = "VERITAS_LABEL_FIELD", default_value = "is_fraud")]
     pub label_field: String,
+    /// Give up when more than this share of the events' rows is unreadable (the others are
+    /// reported and skipped).
+    #[arg(long, env = "VERITAS_MAX_BAD_FRACTION", default_value_t = super::rows::DEFAULT_MAX_BAD_FRACTION)]
+    pub max_bad_fraction: f64,
     /// Only judge events at or after this time (RFC 3339), e.g. the start of a test period.
     #[arg(long, env = "VERITAS_EVAL_FROM")]
     pub from: Option<String>,
@@ -56,7 +60,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
             .with_context(|| format!("{}:{}", args.decisions.display(), i + 1))?;
         decisions.insert(d.transaction_id.clone(), d);
     }
-    let events = read_labelled(&args.events, &args.label_field)?;
+    let events = read_labelled(&args.events, &args.label_field, args.max_bad_fraction)?;
     let mut total = 0u64;
     let mut scored = Vec::with_capacity(events.len());
     for e in &events {
@@ -92,7 +96,8 @@ mod tests {
     use veritas_events::{Generator, GeneratorConfig};
 
     /// train → score → eval on a small generated history: every stage reads the previous
-    /// stage's files, and the decisions cover every event in input order.
+    /// stage's files, and the decisions cover every event in input order. Two bad lines in
+    /// the history are skipped by every stage (and get no decision), unless none may be.
     #[test]
     fn train_score_eval_round_trip() {
         let dir = tempfile::tempdir().unwrap();
@@ -112,6 +117,14 @@ mod tests {
             w.write(&e).unwrap();
         }
         w.finish().unwrap();
+        let mut lines: Vec<String> = fs::read_to_string(&events)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        lines.insert(10, "{not json".into());
+        lines.insert(20, r#"{"transaction_id":"x","amount":"12"}"#.into());
+        fs::write(&events, lines.join("\n") + "\n").unwrap();
         let model = dir.path().join("model.json");
         train(TrainArgs {
             input: events.clone(),
@@ -126,17 +139,25 @@ mod tests {
             scale_pos_weight: None,
             seed: 1,
             report: None,
+            max_bad_fraction: 0.01,
         })
         .unwrap();
         let decisions = dir.path().join("decisions.jsonl");
-        score(ScoreArgs {
+        let score_args = |max_bad_fraction| ScoreArgs {
             input: events.clone(),
-            model: Some(model),
+            model: Some(model.clone()),
             rules: None,
             out: decisions.clone(),
             tutorial_start_ms: None,
-        })
-        .unwrap();
+            max_bad_fraction,
+        };
+        let strict = score(score_args(0.0)).unwrap_err();
+        assert!(
+            crate::error_report(&strict).contains("2 of ")
+                && crate::error_report(&strict).contains("rows unreadable"),
+            "{strict:#}"
+        );
+        score(score_args(0.01)).unwrap();
         let text = fs::read_to_string(&decisions).unwrap();
         let got: Vec<Decision> = text
             .lines()
@@ -153,6 +174,7 @@ mod tests {
             from: None,
             until: None,
             json: Some(report.clone()),
+            max_bad_fraction: 0.01,
         })
         .unwrap();
         let r: veritas_detect::eval::EvalReport =

@@ -12,6 +12,7 @@ pub mod generate;
 pub mod groups;
 pub mod produce;
 pub mod produce_raw;
+pub mod rows;
 pub mod score;
 pub mod signals;
 pub mod topics;

@@ -15,6 +15,8 @@ use veritas_detect::shared::MerchantSource;
 use veritas_detect::{Detector, Verdict};
 use veritas_events::{decode_event, RecordContext};
 
+use super::rows::BadRows;
+
 use super::detect::load_model;
 use super::train::{load_config, progress_bar};
 
@@ -37,6 +39,10 @@ pub struct ScoreArgs {
     /// time of its own; line N gets this + N ms. Default: the input file's modification time.
     #[arg(long, env = "VERITAS_TUTORIAL_START_MS")]
     pub tutorial_start_ms: Option<i64>,
+    /// Give up when more than this share of the input's lines is not a valid event (the
+    /// others are reported and skipped: they get no decision).
+    #[arg(long, env = "VERITAS_MAX_BAD_FRACTION", default_value_t = super::rows::DEFAULT_MAX_BAD_FRACTION)]
+    pub max_bad_fraction: f64,
 }
 
 /// Run `veritas score`.
@@ -73,6 +79,7 @@ pub fn run(args: ScoreArgs) -> anyhow::Result<()> {
     let mut counts = [0u64; 3];
     let mut busy = std::time::Duration::ZERO;
     let mut n = 0u64;
+    let mut bad_rows = BadRows::new(args.max_bad_fraction);
     let started = Instant::now();
     for (i, line) in reader.split(b'\n').enumerate() {
         let line = line.with_context(|| format!("reading {}", args.input.display()))?;
@@ -83,8 +90,13 @@ pub fn run(args: ScoreArgs) -> anyhow::Result<()> {
         }
         let offset = i as i64;
         let ctx = RecordContext::new(&topic, 0, offset, base_ms.saturating_add(offset));
-        let tx = decode_event(trimmed, &ctx)
-            .with_context(|| format!("{}:{}", args.input.display(), i + 1))?;
+        let tx = match decode_event(trimmed, &ctx) {
+            Ok(tx) => tx,
+            Err(e) => {
+                bad_rows.skip(&args.input, i as u64 + 1, e)?;
+                continue;
+            }
+        };
         let t0 = Instant::now();
         let mut decision = merchants.decide(&mut detector, &tx);
         let took = t0.elapsed();
@@ -99,6 +111,7 @@ pub fn run(args: ScoreArgs) -> anyhow::Result<()> {
         out.write_all(b"\n")?;
         n += 1;
     }
+    let skipped = bad_rows.finish(n)?;
     out.flush()?;
     out.into_inner()
         .map_err(|e| e.into_error())?
@@ -128,6 +141,9 @@ pub fn run(args: ScoreArgs) -> anyhow::Result<()> {
         mem.merchants,
         mem.card_bytes / mem.cards.max(1)
     );
+    if skipped > 0 {
+        println!("{skipped} invalid line(s) skipped, without a decision");
+    }
     println!("wrote {}", args.out.display());
     Ok(())
 }

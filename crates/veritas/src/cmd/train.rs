@@ -20,6 +20,8 @@ use veritas_detect::training::{
 };
 use veritas_detect::{Detector, DetectorConfig, Features};
 use veritas_events::io::{CsvReader, FileFormat, LabelledReader};
+
+use super::rows::BadRows;
 use veritas_events::LabelledTransaction;
 
 /// Flags of `veritas train`. Every flag can also be set through its `VERITAS_*` variable.
@@ -34,6 +36,10 @@ pub struct TrainArgs {
     /// Name of the 0/1 (or true/false) fraud label field in the input.
     #[arg(long, env = "VERITAS_LABEL_FIELD", default_value = "is_fraud")]
     pub label_field: String,
+    /// Give up when more than this share of the input's rows is unreadable (the others
+    /// are reported and skipped).
+    #[arg(long, env = "VERITAS_MAX_BAD_FRACTION", default_value_t = super::rows::DEFAULT_MAX_BAD_FRACTION)]
+    pub max_bad_fraction: f64,
     /// Rules / detector configuration (TOML); the built-in default when absent.
     #[arg(long, env = "VERITAS_RULES")]
     pub rules: Option<PathBuf>,
@@ -126,17 +132,24 @@ fn rename_csv_label(bytes: &mut Vec<u8>, field: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Read a labelled `.jsonl` / `.csv` file whose fraud label is in column `label_field`.
+/// Read a labelled `.jsonl` / `.csv` file whose fraud label is in column `label_field`,
+/// skipping bad rows as [`BadRows`] says (at most `max_bad_fraction` of them).
 pub(crate) fn read_labelled(
     path: &Path,
     label_field: &str,
+    max_bad_fraction: f64,
 ) -> anyhow::Result<Vec<LabelledTransaction>> {
     let pb = spinner("reading");
     let mut out = Vec::new();
+    let mut bad_rows = BadRows::new(max_bad_fraction);
     let mut push = |line: u64, r: Result<LabelledTransaction, veritas_events::EventError>| {
-        let e = r.with_context(|| format!("{}:{line}", path.display()))?;
-        out.push(e);
-        pb.inc(1);
+        match r {
+            Ok(e) => {
+                out.push(e);
+                pb.inc(1);
+            }
+            Err(e) => bad_rows.skip(path, line, e)?,
+        }
         anyhow::Ok(())
     };
     if label_field == "is_fraud" {
@@ -164,8 +177,13 @@ pub(crate) fn read_labelled(
                         continue;
                     }
                     let mut obj: serde_json::Map<String, serde_json::Value> =
-                        serde_json::from_str(&line)
-                            .with_context(|| format!("{}:{}", path.display(), i + 1))?;
+                        match serde_json::from_str(&line) {
+                            Ok(obj) => obj,
+                            Err(e) => {
+                                push(i as u64 + 1, Err(e.into()))?;
+                                continue;
+                            }
+                        };
                     let label = obj.remove(label_field).with_context(|| {
                         format!(
                             "{}:{}: no label field {label_field:?}",
@@ -181,6 +199,10 @@ pub(crate) fn read_labelled(
         }
     }
     pb.finish_and_clear();
+    let skipped = bad_rows.finish(out.len() as u64)?;
+    if skipped > 0 {
+        tracing::warn!("{}: {skipped} bad row(s) skipped", path.display());
+    }
     Ok(out)
 }
 
@@ -200,7 +222,7 @@ fn fmt_opt(v: Option<f64>) -> String {
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let config = load_config(args.rules.as_deref())?;
-    let mut events = read_labelled(&args.input, &args.label_field)?;
+    let mut events = read_labelled(&args.input, &args.label_field, args.max_bad_fraction)?;
     if let Some(until) = &args.until {
         let until = parse_time_ms(until)?;
         events.retain(|e| e.tx.timestamp.timestamp_millis() < until);
