@@ -15,9 +15,8 @@ use veritas_detect::shared::MerchantSource;
 use veritas_detect::{Detector, Verdict};
 use veritas_events::{decode_event, RecordContext};
 
-use super::rows::BadRows;
-
 use super::detect::load_model;
+use super::rows::BadRows;
 use super::train::{load_config, progress_bar};
 
 /// Flags of `veritas score`. Every flag can also be set through its `VERITAS_*` variable.

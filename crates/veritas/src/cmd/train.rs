@@ -20,9 +20,9 @@ use veritas_detect::training::{
 };
 use veritas_detect::{Detector, DetectorConfig, Features};
 use veritas_events::io::{CsvReader, FileFormat, LabelledReader};
+use veritas_events::LabelledTransaction;
 
 use super::rows::BadRows;
-use veritas_events::LabelledTransaction;
 
 /// Flags of `veritas train`. Every flag can also be set through its `VERITAS_*` variable.
 #[derive(Debug, Clone, Args)]
