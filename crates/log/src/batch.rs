@@ -339,8 +339,51 @@ pub fn check_framing(buf: &[u8], max_size: usize) -> Result<BatchHeader, BatchEr
 }
 
 /// Fully validates the batch at the start of `buf` (framing, magic, CRC-32C, count
-/// consistency) and returns its header. Bytes after the batch are ignored.
+/// consistency) and returns its header. Bytes after the batch are ignored. This is the check
+/// for batches a producer sends: `recordCount` must be exactly `lastOffsetDelta + 1`.
 pub fn validate_batch(buf: &[u8], max_size: usize) -> Result<BatchHeader, BatchErrorKind> {
+    validate(buf, max_size, CountRule::Exact)
+}
+
+/// Like [`validate_batch`], for a batch read back from storage: compaction (see
+/// [`crate::Log::compact`]) keeps a batch's offset range but may drop some of its records,
+/// so `1 ≤ recordCount ≤ lastOffsetDelta + 1` (as in Kafka's cleaned logs).
+pub fn validate_stored_batch(buf: &[u8], max_size: usize) -> Result<BatchHeader, BatchErrorKind> {
+    validate(buf, max_size, CountRule::AtMostRange)
+}
+
+/// How `recordCount` must relate to `lastOffsetDelta`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CountRule {
+    /// As produced: one record per offset of the range.
+    Exact,
+    /// As stored: at least one record, at most one per offset (compacted batches).
+    AtMostRange,
+}
+
+impl CountRule {
+    /// Checks the header's count against its offset range.
+    pub(crate) fn check(self, h: &BatchHeader) -> Result<(), BatchErrorKind> {
+        let range = i64::from(h.last_offset_delta) + 1;
+        let count = i64::from(h.record_count);
+        let ok = h.record_count > 0
+            && h.last_offset_delta >= 0
+            && match self {
+                CountRule::Exact => count == range,
+                CountRule::AtMostRange => count <= range,
+            };
+        if ok {
+            Ok(())
+        } else {
+            Err(BatchErrorKind::InconsistentCount {
+                record_count: h.record_count,
+                last_offset_delta: h.last_offset_delta,
+            })
+        }
+    }
+}
+
+fn validate(buf: &[u8], max_size: usize, rule: CountRule) -> Result<BatchHeader, BatchErrorKind> {
     let header = check_framing(buf, max_size)?;
     let computed = buf
         .get(ATTRIBUTES_OFFSET..header.size())
@@ -351,15 +394,7 @@ pub fn validate_batch(buf: &[u8], max_size: usize) -> Result<BatchHeader, BatchE
             computed,
         });
     }
-    if header.record_count <= 0
-        || header.last_offset_delta < 0
-        || i64::from(header.last_offset_delta) + 1 != i64::from(header.record_count)
-    {
-        return Err(BatchErrorKind::InconsistentCount {
-            record_count: header.record_count,
-            last_offset_delta: header.last_offset_delta,
-        });
-    }
+    rule.check(&header)?;
     Ok(header)
 }
 
@@ -382,6 +417,7 @@ pub struct BatchIter<'a> {
     buf: &'a [u8],
     position: usize,
     max_size: usize,
+    rule: CountRule,
     failed: bool,
 }
 
@@ -398,7 +434,17 @@ impl<'a> BatchIter<'a> {
             buf,
             position: 0,
             max_size,
+            rule: CountRule::Exact,
             failed: false,
+        }
+    }
+
+    /// Iterates over batches as stored (see [`validate_stored_batch`]): compacted batches,
+    /// with fewer records than offsets, are accepted.
+    pub fn stored(buf: &'a [u8]) -> BatchIter<'a> {
+        BatchIter {
+            rule: CountRule::AtMostRange,
+            ..BatchIter::new(buf)
         }
     }
 
@@ -419,7 +465,7 @@ impl<'a> Iterator for BatchIter<'a> {
         if rest.is_empty() {
             return None;
         }
-        match validate_batch(rest, self.max_size) {
+        match validate(rest, self.max_size, self.rule) {
             Ok(header) => {
                 let size = header.size();
                 let bytes = rest.get(..size)?;

@@ -20,8 +20,17 @@
 //! Checkpoints are written atomically (temporary file, fsync, rename, fsync of the directory).
 //! Producer snapshots taken at segment rolls skip the fsyncs: a torn one fails its checksum
 //! and an older snapshot (or a replay from the first segment) is used instead.
-//! Deleted segments are first renamed to `*.deleted`; leftovers of a crash (`*.deleted`,
-//! `*.tmp`, index files without a segment) are removed on open.
+//! Deleted segments are first renamed to `*.deleted`; a compacted segment is written as
+//! `*.cleaned.tmp` and renamed over the original. Leftovers of a crash (`*.deleted`, `*.tmp`,
+//! index files without a segment) are removed on open.
+//!
+//! ## Compaction (`cleanup.policy=compact`)
+//!
+//! [`Log::compact`] keeps the latest record of every key in the closed segments, as Kafka's
+//! log cleaner does: superseded records and expired tombstones are removed from their
+//! batches, which keep their offsets (a batch left empty is dropped, leaving a gap). The
+//! [`records`] module reads the records inside batches and holds the codecs. See `compact.rs`
+//! for what is never removed and why.
 //!
 //! The [`batch`] module documents the v2 batch layout and validates batches.
 //!
@@ -39,8 +48,10 @@
 //!
 //! ## Invariants
 //!
-//! - Offsets are dense: batch *n+1* starts at batch *n*'s last offset + 1, across segments
-//!   (segment *i+1*'s base offset is segment *i*'s next offset). Recovery enforces it.
+//! - Offsets increase: batch *n+1* starts after batch *n*'s last offset — right after it,
+//!   except where compaction removed whole batches ([`Log::compact`]) — and segment *i+1*'s
+//!   base offset is segment *i*'s next offset (compaction never removes a segment's last
+//!   batch). Appends are dense. Recovery enforces both.
 //! - There is always at least one segment; the last one is the only one appended to.
 //! - `log_start ≤ log_end`; reads are served for offsets in `[log_start, log_end]`.
 //! - Readers see only complete appends: the writer publishes a segment's size and then the
@@ -49,7 +60,8 @@
 //!   segments deleted by retention stay readable through handles already taken.
 //! - An append is all-or-nothing: every batch is validated (framing, magic 2, CRC-32C,
 //!   `max.message.bytes`, recordCount = lastOffsetDelta + 1, producer sequence) before
-//!   anything is written, and it is written with one positional write.
+//!   anything is written, and it is written with one positional write. Stored batches may
+//!   hold fewer records than offsets once compacted (1 ≤ recordCount ≤ lastOffsetDelta + 1).
 //! - Every byte read from disk is untrusted: no panic on any file content
 //!   (`fuzz_recover`, with the `test-util` feature, checks this under a fuzzer).
 //!
@@ -93,6 +105,7 @@ mod fuzz;
 mod index;
 mod log;
 mod producer;
+pub mod records;
 mod segment;
 
 pub use crate::batch::TimestampType;
@@ -100,5 +113,7 @@ pub use crate::config::{FlushPolicy, LogConfig};
 pub use crate::error::LogError;
 #[cfg(feature = "test-util")]
 pub use crate::fuzz::fuzz_recover;
-pub use crate::log::{AppendInfo, Log, ReadResult, RetentionOutcome};
+pub use crate::log::{
+    AppendInfo, CompactionConfig, CompactionOutcome, Log, ReadResult, RetentionOutcome,
+};
 pub use crate::producer::{BatchMetadata, ProducerSnapshot};

@@ -99,6 +99,11 @@ pub struct Log {
     dirty: Mutex<Dirty>,
     /// A file was created or deleted in the directory since it was last fsync'ed.
     dir_dirty: AtomicBool,
+    /// Serialises compaction passes ([`Log::compact`]).
+    cleaner: Mutex<()>,
+    /// Offset up to which the last compaction pass examined the log (in memory: after a
+    /// restart the whole log counts as not yet compacted).
+    cleaned_up_to: AtomicI64,
 }
 
 impl std::fmt::Debug for Log {
@@ -300,6 +305,8 @@ impl Log {
                 bytes: 0,
             }),
             dir_dirty: AtomicBool::new(false),
+            cleaner: Mutex::new(()),
+            cleaned_up_to: AtomicI64::new(0),
         };
         if dir_dirty || !recovered.is_empty() {
             sync_dir(dir)?;
@@ -876,6 +883,10 @@ impl Log {
         self.writer.lock().producers.snapshot_of(producer_id)
     }
 }
+
+#[path = "compact.rs"]
+mod compact;
+pub use compact::{CompactionConfig, CompactionOutcome};
 
 #[cfg(test)]
 #[path = "log_tests.rs"]

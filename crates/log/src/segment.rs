@@ -14,8 +14,8 @@ use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 
 use crate::batch::{
-    validate_batch, BatchError, BatchErrorKind, BatchHeader, HEADER_SIZE, LOG_OVERHEAD,
-    MIN_BATCH_LENGTH, NO_TIMESTAMP,
+    validate_stored_batch, BatchError, BatchErrorKind, BatchHeader, CountRule, HEADER_SIZE,
+    LOG_OVERHEAD, MIN_BATCH_LENGTH, NO_TIMESTAMP,
 };
 use crate::index::{OffsetIndex, TimeIndex, OFFSET_ENTRY_SIZE, TIME_ENTRY_SIZE};
 
@@ -88,7 +88,7 @@ impl SegState {
 pub(crate) enum ScanError {
     Io(io::Error),
     Bad(BatchError),
-    /// A batch whose offsets do not follow its predecessor.
+    /// A batch whose offsets do not follow its predecessor's (they may skip, never go back).
     Offsets {
         position: u64,
         expected: i64,
@@ -107,7 +107,7 @@ impl std::fmt::Display for ScanError {
                 found,
             } => write!(
                 f,
-                "batch at position {position} has base offset {found}, expected {expected}"
+                "batch at position {position} has base offset {found}, expected at least {expected}"
             ),
         }
     }
@@ -479,6 +479,18 @@ impl Segment {
         Ok(())
     }
 
+    /// Position and header of every batch, in order (headers framed, not CRC-checked).
+    pub fn batch_headers(&self) -> Result<Vec<(u64, BatchHeader)>, ScanError> {
+        let mut sc = self.scanner(self.size());
+        let mut pos = 0u64;
+        let mut out = Vec::new();
+        while let Some(h) = sc.header(pos)? {
+            out.push((pos, h));
+            pos += h.size() as u64;
+        }
+        Ok(out)
+    }
+
     /// Reads whole batches starting at `pos` (where a batch of `first_size` bytes begins):
     /// up to `max_bytes`, but at least that first batch, never past the published size and
     /// never a batch starting at or after `end_offset`. One positional read into a fresh buffer.
@@ -539,7 +551,8 @@ impl Segment {
         let tidx = TimeIndex::parse(&read(&self.time_index_path)?, u32::MAX)
             .ok_or("inconsistent time index")?;
         // What the next batch must look like: the first batch of the scan must end at the
-        // last index entry's offset (or start at the base offset); later ones follow on.
+        // last index entry's offset (or start at or after the base offset); later ones follow
+        // on, possibly after a gap where compaction removed whole batches.
         enum Expect {
             Base(i64),
             LastIs(i64),
@@ -569,9 +582,9 @@ impl Segment {
                 Expect::LastIs(last) if h.last_offset() != last => {
                     return Err(format!("index entry does not match the batch at {pos}"));
                 }
-                Expect::Base(base) if h.base_offset != base => {
+                Expect::Base(base) if h.base_offset < base => {
                     return Err(format!(
-                        "batch at {pos} has offset {}, expected {base}",
+                        "batch at {pos} has offset {}, expected at least {base}",
                         h.base_offset
                     ));
                 }
@@ -612,7 +625,7 @@ impl Segment {
         Ok(())
     }
 
-    /// Full recovery: validates every batch (framing, CRC-32C, counts, contiguous offsets from
+    /// Full recovery: validates every batch (framing, CRC-32C, counts, offsets increasing from
     /// the base offset), truncates the file at the first bad one, rebuilds both indexes.
     pub fn recover(&self, interval: u32) -> Result<Recovered, io::Error> {
         let file_len = self.file.metadata()?.len();
@@ -624,7 +637,9 @@ impl Segment {
             match sc.validated(pos) {
                 Ok(None) => break None,
                 Ok(Some(h)) => {
-                    if h.base_offset != expected {
+                    // Offsets only increase; a compacted segment has gaps where whole
+                    // batches were removed.
+                    if h.base_offset < expected {
                         break Some(ScanError::Offsets {
                             position: pos,
                             expected,
@@ -799,12 +814,14 @@ impl<'a> Scanner<'a> {
             let bytes = self
                 .bytes(pos, size)?
                 .ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
-            return validate_batch(bytes, usize::MAX).map(Some).map_err(|kind| {
-                ScanError::Bad(BatchError {
-                    position: pos,
-                    kind,
-                })
-            });
+            return validate_stored_batch(bytes, usize::MAX)
+                .map(Some)
+                .map_err(|kind| {
+                    ScanError::Bad(BatchError {
+                        position: pos,
+                        kind,
+                    })
+                });
         }
         let mut crc = 0u32;
         let mut p = pos + crate::batch::ATTRIBUTES_OFFSET as u64;
@@ -829,12 +846,7 @@ impl<'a> Scanner<'a> {
                 computed: crc,
             }));
         }
-        if h.record_count <= 0 || i64::from(h.last_offset_delta) + 1 != i64::from(h.record_count) {
-            return Err(bad(BatchErrorKind::InconsistentCount {
-                record_count: h.record_count,
-                last_offset_delta: h.last_offset_delta,
-            }));
-        }
+        CountRule::AtMostRange.check(&h).map_err(bad)?;
         Ok(Some(h))
     }
 }

@@ -245,8 +245,8 @@ fn seed<R: Default + Encodable>(api: ApiKey, version: i16) -> Option<Vec<u8>> {
 }
 
 /// v2 record batches as the log and the broker see them: `validate_batch`, the validating
-/// iterator, the log's record decoder and the broker's record-position decoder must agree on
-/// every batch, and a batch rebuilt from its decoded records decodes to the same records.
+/// iterator, the log's record decoder, the record walker compaction uses and the
+/// record-position decoder must agree on every batch, and a batch rebuilt from its decoded records decodes to the same records.
 /// Then the same bytes are down-converted to magic 0 and 1 (`veritas_legacy`).
 pub fn record_batch(data: &[u8]) {
     if let Ok(h) = validate_batch(data, data.len()) {
@@ -271,6 +271,28 @@ pub fn record_batch(data: &[u8]) {
                 match &positions {
                     Ok(p) => assert_eq!(p.len(), records.len(), "broker and log record counts"),
                     Err(e) => panic!("the log decodes the records, the broker does not: {e}"),
+                }
+                // The record walker compaction uses sees the same keys and values.
+                let section = veritas_log::records::records_section(&data[..size], &h);
+                let walked = section.as_deref().map_err(Clone::clone).and_then(|s| {
+                    veritas_log::records::parse_records(s, h.record_count).map(|rs| {
+                        rs.iter()
+                            .map(|r| (r.key.map(<[u8]>::to_vec), r.value.map(<[u8]>::to_vec)))
+                            .collect::<Vec<_>>()
+                    })
+                });
+                match walked {
+                    Ok(w) => assert!(
+                        w.iter().eq(records
+                            .iter()
+                            .map(|r| (r.key.clone(), r.value.clone()))
+                            .collect::<Vec<_>>()
+                            .iter()),
+                        "compaction's record walker disagrees"
+                    ),
+                    Err(e) => {
+                        panic!("the test decoder reads the records, the walker does not: {e}")
+                    }
                 }
                 let mut b = BatchBuilder::new(h.base_timestamp);
                 for r in &records {

@@ -1,0 +1,848 @@
+//! Log compaction (`cleanup.policy=compact`): keep the latest record of every key.
+//!
+//! Kafka's log cleaner, reduced to what one node needs. A pass works on the *cleanable*
+//! segments — every closed segment from the start of the log, up to the first one holding a
+//! record younger than `min.compaction.lag.ms` (the active segment is never cleaned):
+//!
+//! 1. **Map**: read every record of the cleanable segments and note, per key, the offset of
+//!    its latest record.
+//! 2. **Filter**: rewrite each cleanable segment keeping a keyed record only if it is the
+//!    latest of its key, and dropping that latest record too when it is a tombstone (null
+//!    value) whose batch is older than `delete.retention.ms` — unless an older record of
+//!    the key stays (below), which the tombstone must go on hiding. Records without a key
+//!    are kept. A batch keeps its base offset, last offset delta, timestamps and producer fields;
+//!    only its records, count, length and CRC change (compressed batches are recompressed
+//!    with their codec). A batch left with no record is dropped, leaving a gap in the
+//!    offsets, as in Kafka; clients skip gaps.
+//! 3. **Swap**: the new file is written beside the old one as `*.cleaned.tmp` and fsync'ed;
+//!    then, under the writer lock, the old index files are removed, the new file renamed
+//!    over the old one, its indexes rebuilt by full validation, and the segment replaced in
+//!    the list. Readers that took the old segment keep reading the old file through their
+//!    handle.
+//!
+//! What is never removed, so the log stays consistent:
+//!
+//! - the **last batch of every segment**: filtered like any other, but when every one of
+//!   its records would go, its last record stays, so segment *i*'s next offset stays segment
+//!   *i+1*'s base offset and no segment is ever empty. (Kafka would leave a gap or an empty
+//!   batch there; an empty batch stalls old clients such as sarama 1.22, which never moves
+//!   past a fetch that yields no record.)
+//! - **control batches** and **transactional batches** (transactions are stored, not
+//!   interpreted, so their markers and data are left alone);
+//! - the **last batch of every producer id** in the cleaned range (Kafka keeps it too, so
+//!   idempotent producer state rebuilt from the log still knows the last sequence);
+//! - any batch whose records cannot be decoded (it is kept whole and contributes no key).
+//!
+//! A superseded record that stays (in a batch kept whole, or as a segment's last record)
+//! keeps its key's tombstone alive past `delete.retention.ms`, so the old value never comes
+//! back: a consumer reading from the start ends on the same value of every key as before.
+//!
+//! Crash safety: a crash before the rename leaves a `*.cleaned.tmp` file, removed on open;
+//! after the index files are removed, the segment has none, so open rebuilds them from
+//! whichever file is in place (the old one or the cleaned one, both valid). Offsets are not
+//! changed by compaction, so the recovery point and the log start stay valid.
+
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::{scan_err, Log};
+use crate::batch::{
+    compute_crc, put_i32, BatchHeader, Compression, CRC_OFFSET, HEADER_SIZE, LENGTH_OFFSET,
+    LOG_OVERHEAD, RECORD_COUNT_OFFSET,
+};
+use crate::checkpoint::sync_dir;
+use crate::error::{IoContext, LogError};
+use crate::records::{compress, parse_records, records_section, RecordView};
+use crate::segment::{file_stem, Segment, INDEX_SUFFIX, TIME_INDEX_SUFFIX};
+
+/// Suffix of a cleaned segment file before it replaces the original (removed on open).
+const CLEANED_SUFFIX: &str = ".cleaned.tmp";
+
+/// Settings of one compaction pass (the topic's configuration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompactionConfig {
+    /// `delete.retention.ms`: how long a tombstone stays readable once it is the latest
+    /// record of its key (measured from its batch's max timestamp). Kafka's default is one
+    /// day.
+    pub delete_retention_ms: i64,
+    /// `min.compaction.lag.ms`: records younger than this are not compacted (default 0).
+    pub min_compaction_lag_ms: i64,
+    /// Most key bytes the key map of one pass may hold (Kafka's
+    /// `log.cleaner.dedupe.buffer.size`); a pass that reaches it cleans only the segments
+    /// mapped so far, and the next pass goes on.
+    pub max_map_bytes: usize,
+}
+
+impl Default for CompactionConfig {
+    fn default() -> Self {
+        CompactionConfig {
+            delete_retention_ms: 86_400_000,
+            min_compaction_lag_ms: 0,
+            max_map_bytes: 128 * 1024 * 1024,
+        }
+    }
+}
+
+/// What one compaction pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CompactionOutcome {
+    /// Segments examined (the cleanable ones).
+    pub segments_examined: usize,
+    /// Segments rewritten (some record was removed from them).
+    pub segments_rewritten: usize,
+    /// Records removed because a later record has the same key.
+    pub records_removed: u64,
+    /// Tombstones removed because they were older than `delete.retention.ms`.
+    pub tombstones_removed: u64,
+    /// Batches removed entirely (each leaves a gap in the offsets).
+    pub batches_removed: u64,
+    /// Bytes of the rewritten segments before.
+    pub bytes_before: u64,
+    /// Bytes of the rewritten segments after.
+    pub bytes_after: u64,
+}
+
+/// A cleaned segment waiting to be swapped in.
+struct Cleaned {
+    old: Arc<Segment>,
+    tmp: PathBuf,
+}
+
+impl Log {
+    /// The share of the cleanable bytes (closed segments older than `min_compaction_lag_ms`)
+    /// that no compaction pass has examined yet: Kafka's "dirty ratio". A pass is worth
+    /// running when it reaches `min.cleanable.dirty.ratio`.
+    pub fn dirty_ratio(&self, now_ms: i64, min_compaction_lag_ms: i64) -> f64 {
+        let segs = self.snapshot();
+        let lag_limit = now_ms.saturating_sub(min_compaction_lag_ms.max(0));
+        let cleaned = self.cleaned_up_to.load(Ordering::Acquire);
+        let (mut total, mut dirty) = (0u64, 0u64);
+        let closed = segs.get(..segs.len().saturating_sub(1)).unwrap_or(&[]);
+        for s in closed
+            .iter()
+            .take_while(|s| s.largest_timestamp() <= lag_limit)
+        {
+            total += s.size();
+            if s.next_offset() > cleaned {
+                dirty += s.size();
+            }
+        }
+        if total == 0 {
+            0.0
+        } else {
+            dirty as f64 / total as f64
+        }
+    }
+
+    /// One compaction pass (see the module docs of `compact`): for the closed segments old
+    /// enough to clean, keeps the latest record of every key and drops expired tombstones.
+    /// Runs concurrently with appends and reads; appends wait only for the final swap.
+    pub fn compact(
+        &self,
+        now_ms: i64,
+        cfg: &CompactionConfig,
+    ) -> Result<CompactionOutcome, LogError> {
+        let _one_at_a_time = self.cleaner.lock();
+        let mut out = CompactionOutcome::default();
+        let segs = self.snapshot();
+        let lag_limit = now_ms.saturating_sub(cfg.min_compaction_lag_ms.max(0));
+        let closed = segs.get(..segs.len().saturating_sub(1)).unwrap_or(&[]);
+        let cleanable: Vec<Arc<Segment>> = closed
+            .iter()
+            .take_while(|s| s.largest_timestamp() <= lag_limit)
+            .filter(|s| !s.is_empty())
+            .cloned()
+            .collect();
+
+        // 1. Map: the latest offset of every key, and every producer's last batch.
+        let mut map = KeyMap::default();
+        let mut mapped = 0;
+        for seg in &cleanable {
+            for (pos, h) in headers(seg)? {
+                if h.is_control() || h.is_transactional() {
+                    continue;
+                }
+                if h.has_producer_id() {
+                    map.producer_last.insert(h.producer_id, h.base_offset);
+                }
+                let batch = seg.read_batch(pos, h.size()).at(seg.log_path())?;
+                let Ok(section) = records_section(&batch, &h) else {
+                    continue;
+                };
+                let Ok(records) = parse_records(&section, h.record_count) else {
+                    continue;
+                };
+                for r in records {
+                    if let Some(key) = r.key {
+                        map.note(key, h.base_offset + i64::from(r.offset_delta));
+                    }
+                }
+            }
+            mapped += 1;
+            if map.bytes >= cfg.max_map_bytes {
+                break;
+            }
+        }
+        let cleanable = cleanable.get(..mapped).unwrap_or(&[]);
+        out.segments_examined = cleanable.len();
+        if let Some(last) = cleanable.last() {
+            self.cleaned_up_to
+                .fetch_max(last.next_offset(), Ordering::AcqRel);
+        }
+
+        // Keys with a superseded record that stays — in a batch kept whole, or as the one
+        // record a segment's last batch keeps — must keep their tombstones, or the older
+        // value would come back. (A last batch whose every record could go keeps its last
+        // record; counting expired tombstones as gone here may keep a tombstone longer than
+        // needed, never shorter.)
+        let tombstone_limit = now_ms.saturating_sub(cfg.delete_retention_ms.max(0));
+        let mut shadowed = HashSet::new();
+        for seg in cleanable {
+            let batches = headers(seg)?;
+            let last = batches.len().saturating_sub(1);
+            for (i, (pos, h)) in batches.iter().enumerate() {
+                let whole = map.keeps_whole(h);
+                if !whole && i != last {
+                    continue;
+                }
+                let batch = seg.read_batch(*pos, h.size()).at(seg.log_path())?;
+                let Ok(section) = records_section(&batch, h) else {
+                    continue;
+                };
+                let records = parse_records(&section, h.record_count).unwrap_or_default();
+                let stays: Vec<&RecordView<'_>> = if whole {
+                    records.iter().collect()
+                } else if records
+                    .iter()
+                    .all(|r| map.fate(h, r, tombstone_limit) != Fate::Kept)
+                {
+                    records.last().into_iter().collect()
+                } else {
+                    Vec::new()
+                };
+                for r in stays {
+                    if let Some(key) = r.key {
+                        if !map.is_latest(key, h.base_offset + i64::from(r.offset_delta)) {
+                            shadowed.insert(key.to_vec());
+                        }
+                    }
+                }
+            }
+        }
+        map.shadowed = shadowed;
+
+        // 2. Filter each segment into a new file.
+        let mut cleaned = Vec::new();
+        for seg in cleanable {
+            let before = out;
+            let mut data = Vec::new();
+            let batches = headers(seg)?;
+            let last = batches.len().saturating_sub(1);
+            for (i, (pos, h)) in batches.iter().enumerate() {
+                let batch = seg.read_batch(*pos, h.size()).at(seg.log_path())?;
+                if map.keeps_whole(h) {
+                    data.extend_from_slice(&batch);
+                    continue;
+                }
+                match filter_batch(&batch, h, &map, tombstone_limit, i == last, &mut out) {
+                    Filtered::Unchanged => data.extend_from_slice(&batch),
+                    Filtered::Rewritten(b) => data.extend_from_slice(&b),
+                    Filtered::Empty => out.batches_removed += 1,
+                }
+            }
+            if out.records_removed == before.records_removed
+                && out.tombstones_removed == before.tombstones_removed
+            {
+                continue;
+            }
+            out.segments_rewritten += 1;
+            out.bytes_before += seg.size();
+            out.bytes_after += data.len() as u64;
+            let tmp = cleaned_path(&self.dir, seg.base_offset);
+            write_synced(&tmp, &data).at(&tmp)?;
+            cleaned.push(Cleaned {
+                old: Arc::clone(seg),
+                tmp,
+            });
+        }
+        if cleaned.is_empty() {
+            return Ok(out);
+        }
+
+        // 3. Swap the cleaned segments in.
+        let w = self.writer.lock();
+        let _no_flush = self.flush_lock.lock();
+        let interval = w.config.index_interval_bytes;
+        let mut list: Vec<Arc<Segment>> = self.snapshot().as_ref().clone();
+        for c in cleaned {
+            let Some(slot) = list.iter().position(|s| Arc::ptr_eq(s, &c.old)) else {
+                // Deleted by retention meanwhile.
+                fs::remove_file(&c.tmp).at(&c.tmp)?;
+                continue;
+            };
+            let base = c.old.base_offset;
+            for suffix in [INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+                let p = self.dir.join(format!("{}{suffix}", file_stem(base)));
+                match fs::remove_file(&p) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        Err::<(), _>(e).at(&p)?;
+                    }
+                    _ => {}
+                }
+            }
+            fs::rename(&c.tmp, c.old.log_path()).at(c.old.log_path())?;
+            sync_dir(&self.dir)?;
+            let seg = Segment::open(&self.dir, base).at(&self.dir)?;
+            let r = seg.recover(interval).at(seg.log_path())?;
+            if r.truncated_bytes > 0 || seg.next_offset() != c.old.next_offset() {
+                // Never expected: the cleaned file was built from validated batches.
+                return Err(LogError::InvalidLog(
+                    self.dir.clone(),
+                    format!(
+                        "cleaned segment {} did not validate ({} bytes cut)",
+                        seg.log_path().display(),
+                        r.truncated_bytes
+                    ),
+                ));
+            }
+            seg.seal_time_index();
+            seg.persist_indexes().at(seg.log_path())?;
+            seg.sync(true).at(seg.log_path())?;
+            self.size.fetch_sub(c.old.size(), Ordering::AcqRel);
+            self.size.fetch_add(seg.size(), Ordering::AcqRel);
+            if let Some(s) = list.get_mut(slot) {
+                *s = Arc::new(seg);
+            }
+        }
+        *self.segments.write() = Arc::new(list);
+        drop(w);
+        tracing::info!(
+            dir = %self.dir.display(),
+            segments = out.segments_rewritten,
+            records_removed = out.records_removed,
+            tombstones_removed = out.tombstones_removed,
+            bytes_before = out.bytes_before,
+            bytes_after = out.bytes_after,
+            "compacted log"
+        );
+        Ok(out)
+    }
+}
+
+/// Per key, the offset of its latest record; per producer id, the base offset of its last
+/// batch; the keys whose tombstone must stay.
+#[derive(Default)]
+struct KeyMap {
+    latest: HashMap<Vec<u8>, i64>,
+    producer_last: HashMap<i64, i64>,
+    shadowed: HashSet<Vec<u8>>,
+    bytes: usize,
+}
+
+impl KeyMap {
+    /// Whether a batch is copied as it is: control and transactional batches, and each
+    /// producer's last batch.
+    fn keeps_whole(&self, h: &BatchHeader) -> bool {
+        h.is_control()
+            || h.is_transactional()
+            || (h.has_producer_id()
+                && self.producer_last.get(&h.producer_id) == Some(&h.base_offset))
+    }
+
+    /// What filtering does with record `r` of a batch with header `h`.
+    fn fate(&self, h: &BatchHeader, r: &RecordView<'_>, tombstone_limit: i64) -> Fate {
+        match r.key {
+            None => Fate::Kept,
+            Some(key) if !self.is_latest(key, h.base_offset + i64::from(r.offset_delta)) => {
+                Fate::Superseded
+            }
+            Some(key)
+                if r.value.is_none()
+                    && h.max_timestamp < tombstone_limit
+                    && !self.shadowed.contains(key) =>
+            {
+                Fate::Expired
+            }
+            Some(_) => Fate::Kept,
+        }
+    }
+
+    fn note(&mut self, key: &[u8], offset: i64) {
+        match self.latest.get_mut(key) {
+            Some(o) => *o = (*o).max(offset),
+            None => {
+                self.bytes += key.len() + 32;
+                self.latest.insert(key.to_vec(), offset);
+            }
+        }
+    }
+
+    /// Whether the record of `key` at `offset` survives (it is the latest of its key).
+    fn is_latest(&self, key: &[u8], offset: i64) -> bool {
+        self.latest.get(key).is_none_or(|&o| o <= offset)
+    }
+}
+
+/// What compaction does with one record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    Kept,
+    /// A later record has the same key.
+    Superseded,
+    /// The latest record of its key, a tombstone older than `delete.retention.ms`.
+    Expired,
+}
+
+enum Filtered {
+    Unchanged,
+    Rewritten(Vec<u8>),
+    Empty,
+}
+
+/// The batch without its superseded records (and expired tombstones).
+fn filter_batch(
+    batch: &[u8],
+    h: &BatchHeader,
+    map: &KeyMap,
+    tombstone_limit: i64,
+    keep_last: bool,
+    out: &mut CompactionOutcome,
+) -> Filtered {
+    let Ok(section) = records_section(batch, h) else {
+        return Filtered::Unchanged;
+    };
+    let Ok(records) = parse_records(&section, h.record_count) else {
+        return Filtered::Unchanged;
+    };
+    let (mut removed, mut tombstones) = (0u64, 0u64);
+    let mut kept = Vec::with_capacity(section.len());
+    let mut count = 0i32;
+    for r in &records {
+        let keep = match map.fate(h, r, tombstone_limit) {
+            Fate::Kept => true,
+            Fate::Superseded => {
+                removed += 1;
+                false
+            }
+            Fate::Expired => {
+                tombstones += 1;
+                false
+            }
+        };
+        if keep {
+            kept.extend_from_slice(r.raw);
+            count += 1;
+        }
+    }
+    if count == 0 && keep_last {
+        // A segment's last batch keeps its last record: the segment's offsets must reach
+        // the next segment's base offset (see the module docs).
+        if let Some(last) = records.last() {
+            match map.fate(h, last, tombstone_limit) {
+                Fate::Superseded => removed -= 1,
+                Fate::Expired => tombstones -= 1,
+                Fate::Kept => {}
+            }
+            kept.extend_from_slice(last.raw);
+            count = 1;
+        }
+    }
+    if removed + tombstones == 0 {
+        return Filtered::Unchanged;
+    }
+    let body = match h.compression() {
+        Compression::None => kept,
+        codec => match compress(codec, &kept) {
+            Ok(b) => b,
+            // Left as it was: compaction is an optimisation, never a reason to fail.
+            Err(_) => return Filtered::Unchanged,
+        },
+    };
+    out.records_removed += removed;
+    out.tombstones_removed += tombstones;
+    if count == 0 {
+        return Filtered::Empty;
+    }
+    let Some(header) = batch.get(..HEADER_SIZE) else {
+        return Filtered::Unchanged;
+    };
+    let mut b = Vec::with_capacity(HEADER_SIZE + body.len());
+    b.extend_from_slice(header);
+    b.extend_from_slice(&body);
+    let length = i32::try_from(b.len() - LOG_OVERHEAD).unwrap_or(i32::MAX);
+    put_i32(&mut b, LENGTH_OFFSET, length);
+    put_i32(&mut b, RECORD_COUNT_OFFSET, count);
+    let crc = compute_crc(&b);
+    put_i32(&mut b, CRC_OFFSET, crc as i32);
+    Filtered::Rewritten(b)
+}
+
+fn headers(seg: &Segment) -> Result<Vec<(u64, BatchHeader)>, LogError> {
+    seg.batch_headers().map_err(|e| scan_err(seg.log_path(), e))
+}
+
+fn cleaned_path(dir: &Path, base: i64) -> PathBuf {
+    dir.join(format!("{}{CLEANED_SUFFIX}", file_stem(base)))
+}
+
+fn write_synced(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut f = fs::File::create(path)?;
+    f.write_all(data)?;
+    f.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::batch::builder::{BatchBuilder, Record};
+    use crate::batch::{BatchIter, ATTRIBUTES_OFFSET};
+    use crate::{FlushPolicy, LogConfig};
+
+    const T0: i64 = 1_700_000_000_000;
+    const DAY: i64 = 86_400_000;
+
+    /// (offset → (key, value)) of every record readable from the log, batch by batch from
+    /// the log start, checking that every offset in between reads the next batch.
+    type Contents = BTreeMap<i64, (Option<Vec<u8>>, Option<Vec<u8>>)>;
+
+    fn contents(log: &Log) -> Contents {
+        let mut out = Contents::new();
+        let mut offset = log.log_start_offset();
+        while offset < log.log_end_offset() {
+            let r = log.read(offset, 1 << 20).unwrap();
+            assert!(!r.data.is_empty(), "nothing read at {offset}");
+            for b in BatchIter::stored(&r.data) {
+                let b = b.unwrap();
+                assert!(b.header.last_offset() >= offset);
+                let section = records_section(b.bytes, &b.header).unwrap();
+                for rec in parse_records(&section, b.header.record_count).unwrap() {
+                    let o = b.header.base_offset + i64::from(rec.offset_delta);
+                    assert!(o >= offset && o <= b.header.last_offset());
+                    out.insert(
+                        o,
+                        (rec.key.map(<[u8]>::to_vec), rec.value.map(<[u8]>::to_vec)),
+                    );
+                }
+                offset = b.header.next_offset();
+            }
+        }
+        out
+    }
+
+    fn small_segments() -> LogConfig {
+        LogConfig {
+            segment_bytes: 600,
+            flush: FlushPolicy::manual(),
+            retention_ms: -1,
+            ..LogConfig::default()
+        }
+    }
+
+    /// A batch of (key, value) records, compressed with `codec`.
+    fn batch(records: &[(u8, Option<u8>)], ts: i64, codec: Compression) -> Vec<u8> {
+        let mut b = BatchBuilder::new(ts);
+        for (k, v) in records {
+            b.push(Record::new(
+                Some(format!("key-{k}").into_bytes()),
+                v.map(|v| vec![v; 40]),
+            ));
+        }
+        let plain = b.build();
+        if codec == Compression::None {
+            return plain;
+        }
+        let body = compress(codec, &plain[HEADER_SIZE..]).unwrap();
+        let mut out = plain[..HEADER_SIZE].to_vec();
+        out.extend_from_slice(&body);
+        let codec_bits: i16 = match codec {
+            Compression::Gzip => 1,
+            Compression::Snappy => 2,
+            Compression::Lz4 => 3,
+            _ => 4,
+        };
+        let attrs = i16::from_be_bytes([out[ATTRIBUTES_OFFSET], out[ATTRIBUTES_OFFSET + 1]]);
+        out[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2]
+            .copy_from_slice(&(attrs | codec_bits).to_be_bytes());
+        let len = (out.len() - LOG_OVERHEAD) as i32;
+        put_i32(&mut out, LENGTH_OFFSET, len);
+        let crc = compute_crc(&out);
+        put_i32(&mut out, CRC_OFFSET, crc as i32);
+        out
+    }
+
+    /// Checks what a compaction pass must preserve, given the contents before and after.
+    fn check_compacted(before: &Contents, after: &Contents, tombstones_expired: bool) {
+        let mut latest: HashMap<&[u8], i64> = HashMap::new();
+        for (o, (k, _)) in before {
+            if let Some(k) = k {
+                latest.insert(k, *o);
+            }
+        }
+        for (o, rec) in after {
+            assert_eq!(
+                before.get(o),
+                Some(rec),
+                "record at {o} changed or appeared"
+            );
+        }
+        let mut last_after: HashMap<&[u8], i64> = HashMap::new();
+        for (o, (k, _)) in after {
+            if let Some(k) = k {
+                last_after.insert(k, *o);
+            }
+        }
+        for (k, o) in &latest {
+            let tombstone = before.get(o).is_some_and(|(_, v)| v.is_none());
+            if !(tombstone && tombstones_expired) {
+                assert!(
+                    after.contains_key(o),
+                    "the latest record of {k:?} (offset {o}) is gone"
+                );
+            }
+            // What a consumer reading everything ends with: the same value, or for a
+            // removed tombstone nothing at all, never an older value brought back.
+            match last_after.get(k) {
+                Some(a) => assert_eq!(a, o, "{k:?} ends on another record"),
+                None => assert!(tombstone && tombstones_expired, "{k:?} vanished"),
+            }
+        }
+    }
+
+    #[test]
+    fn keeps_the_latest_record_of_every_key_with_every_codec() {
+        for codec in [
+            Compression::None,
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let log = Log::open(dir.path(), small_segments(), false, T0).unwrap();
+            for round in 0..30u8 {
+                let recs: Vec<_> = (0..4).map(|k| ((round + k) % 6, Some(round))).collect();
+                log.append(&batch(&recs, T0, codec), T0).unwrap();
+            }
+            let before = contents(&log);
+            let (end, segments, size) =
+                (log.log_end_offset(), log.segment_count(), log.size_bytes());
+            assert!(segments > 3, "{codec:?}: {segments} segments");
+            assert_eq!(log.dirty_ratio(T0, 0), 1.0);
+            let out = log.compact(T0, &CompactionConfig::default()).unwrap();
+            assert_eq!(log.dirty_ratio(T0, 0), 0.0);
+            let after = contents(&log);
+            check_compacted(&before, &after, false);
+            assert!(
+                out.records_removed > 0 && out.segments_rewritten > 0,
+                "{codec:?}: {out:?}"
+            );
+            assert_eq!(
+                before.len() - after.len(),
+                out.records_removed as usize,
+                "{codec:?}"
+            );
+            assert!(log.size_bytes() < size, "{codec:?}: the log shrank");
+            assert_eq!(log.size_bytes(), size - out.bytes_before + out.bytes_after);
+            assert_eq!((log.log_end_offset(), log.segment_count()), (end, segments));
+            // A second pass finds nothing more to do.
+            let again = log.compact(T0, &CompactionConfig::default()).unwrap();
+            assert_eq!(again.records_removed, 0, "{codec:?}");
+            // Appends go on at the same offsets; a clean and an unclean reopen serve the same.
+            log.append(&batch(&[(1, Some(99))], T0, codec), T0).unwrap();
+            let live = contents(&log);
+            log.close().unwrap();
+            for clean in [true, false] {
+                let log = Log::open(dir.path(), small_segments(), clean, T0).unwrap();
+                assert_eq!(contents(&log), live, "{codec:?}, clean {clean}");
+                if !clean {
+                    log.close().unwrap();
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn tombstones_stay_for_delete_retention_then_go() {
+        let dir = tempfile::tempdir().unwrap();
+        // One segment by age: everything appended at T0, then a roll.
+        let config = LogConfig {
+            segment_ms: 1000,
+            ..small_segments()
+        };
+        let config = LogConfig {
+            segment_bytes: 1 << 20,
+            ..config
+        };
+        let log = Log::open(dir.path(), config.clone(), false, T0).unwrap();
+        let append = |recs: &[(u8, Option<u8>)], now: i64| {
+            log.append(&batch(recs, T0, Compression::None), now)
+                .unwrap();
+        };
+        for i in 0..12u8 {
+            append(&[(i % 3, Some(i)), (7, None)], T0);
+        }
+        append(&[(0, None), (1, Some(1)), (2, Some(2))], T0);
+        append(&[(5, Some(0))], T0);
+        append(&[(5, Some(1))], T0 + 5000);
+        assert_eq!(log.segment_count(), 2);
+        let before = contents(&log);
+        let cfg = CompactionConfig::default();
+        let out = log.compact(T0 + DAY / 2, &cfg).unwrap();
+        assert_eq!(out.tombstones_removed, 0);
+        let mid = contents(&log);
+        check_compacted(&before, &mid, false);
+        let has = |c: &Contents, key: u8, value: Option<u8>| {
+            c.values().any(|(k, v)| {
+                k.as_deref() == Some(format!("key-{key}").as_bytes())
+                    && v.as_ref().map(|v| v[0]) == value
+            })
+        };
+        assert!(
+            has(&mid, 0, None) && has(&mid, 7, None),
+            "fresh tombstones stay"
+        );
+        let out = log.compact(T0 + DAY + 1, &cfg).unwrap();
+        assert_eq!(out.tombstones_removed, 2, "{out:?}");
+        let after = contents(&log);
+        check_compacted(&mid, &after, true);
+        assert!(!has(&after, 0, None) && !has(&after, 7, None));
+        assert!(has(&after, 1, Some(1)) && has(&after, 2, Some(2)));
+        assert_eq!(after.len(), 4, "{after:?}");
+    }
+
+    #[test]
+    fn young_segments_and_the_active_one_are_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path(), small_segments(), false, T0).unwrap();
+        for i in 0..40u8 {
+            log.append(
+                &batch(&[(0, Some(i))], T0 + i64::from(i) * 1000, Compression::None),
+                T0,
+            )
+            .unwrap();
+        }
+        let before = contents(&log);
+        let cfg = CompactionConfig {
+            min_compaction_lag_ms: 1_000_000,
+            ..CompactionConfig::default()
+        };
+        // Every record is younger than the lag.
+        assert_eq!(log.compact(T0 + 1000, &cfg).unwrap().segments_examined, 0);
+        assert_eq!(contents(&log), before);
+        // Later, every closed segment is cleaned: one record of key 0 is left in each (its
+        // last batch), plus the whole active segment.
+        let out = log.compact(T0 + 2_000_000, &cfg).unwrap();
+        assert_eq!(out.segments_examined, log.segment_count() - 1);
+        let after = contents(&log);
+        check_compacted(&before, &after, false);
+        let active_base = *log.segment_base_offsets().last().unwrap();
+        let active = before.range(active_base..).count();
+        assert_eq!(after.len(), log.segment_count() - 1 + active);
+    }
+
+    #[test]
+    fn idempotent_producer_state_survives_compaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path(), small_segments(), false, T0).unwrap();
+        let mut seq = 0;
+        for i in 0..20u8 {
+            let mut b = BatchBuilder::new(T0).idempotent(42, 0, seq);
+            b.push(Record::new(Some(b"k".to_vec()), Some(vec![i; 40])));
+            log.append(&b.build(), T0).unwrap();
+            seq += 1;
+        }
+        log.compact(T0, &CompactionConfig::default()).unwrap();
+        // Lose every producer snapshot: state is rebuilt from the log alone.
+        log.close().unwrap();
+        for f in fs::read_dir(dir.path()).unwrap() {
+            let p = f.unwrap().path();
+            if p.extension().is_some_and(|e| e == "snapshot") {
+                fs::remove_file(p).unwrap();
+            }
+        }
+        let log = Log::open(dir.path(), small_segments(), false, T0).unwrap();
+        assert_eq!(
+            log.producer_state(42).map(|s| s.last_sequence),
+            Some(seq - 1)
+        );
+        let mut b = BatchBuilder::new(T0).idempotent(42, 0, seq);
+        b.push(Record::new(Some(b"k".to_vec()), Some(vec![1; 40])));
+        log.append(&b.build(), T0).unwrap();
+    }
+
+    #[test]
+    fn a_crash_mid_swap_leaves_a_log_that_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path(), small_segments(), false, T0).unwrap();
+        for i in 0..30u8 {
+            log.append(&batch(&[(i % 2, Some(i))], T0, Compression::None), T0)
+                .unwrap();
+        }
+        let before = contents(&log);
+        log.compact(T0, &CompactionConfig::default()).unwrap();
+        let after = contents(&log);
+        log.close().unwrap();
+        // A cleaned file never swapped in, and a segment whose index files were removed
+        // before its rename: the leftover goes, the indexes are rebuilt.
+        fs::write(cleaned_path(dir.path(), 0), b"partial").unwrap();
+        fs::remove_file(dir.path().join(format!("{}{INDEX_SUFFIX}", file_stem(0)))).unwrap();
+        fs::remove_file(
+            dir.path()
+                .join(format!("{}{TIME_INDEX_SUFFIX}", file_stem(0))),
+        )
+        .unwrap();
+        for clean in [true, false] {
+            let log = Log::open(dir.path(), small_segments(), clean, T0).unwrap();
+            assert_eq!(contents(&log), after);
+            check_compacted(&before, &contents(&log), false);
+            log.close().unwrap();
+        }
+        assert!(!cleaned_path(dir.path(), 0).exists());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 40, ..ProptestConfig::default() })]
+        /// Whatever the history of keys, values, tombstones and batch boundaries: compaction
+        /// only removes records, never changes one, keeps the latest of every key (and the
+        /// expired tombstones only go when asked), and the result reads the same after a
+        /// reopen.
+        #[test]
+        fn compaction_keeps_the_latest_of_every_key(
+            batches in proptest::collection::vec(
+                proptest::collection::vec((0u8..8, proptest::option::weighted(0.85, any::<u8>())), 1..6),
+                1..60,
+            ),
+            expire in any::<bool>(),
+            codec in prop_oneof![Just(Compression::None), Just(Compression::Lz4)],
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let log = Log::open(dir.path(), small_segments(), false, T0).unwrap();
+            for b in &batches {
+                log.append(&batch(b, T0, codec), T0).unwrap();
+            }
+            let before = contents(&log);
+            let now = if expire { T0 + 2 * DAY } else { T0 };
+            log.compact(now, &CompactionConfig::default()).unwrap();
+            let after = contents(&log);
+            check_compacted(&before, &after, expire);
+            // Every offset of the log reads the batch holding it or the next one.
+            for o in log.log_start_offset()..log.log_end_offset() {
+                let r = log.read(o, 1).unwrap();
+                let h = BatchHeader::parse(&r.data).unwrap();
+                prop_assert!(h.last_offset() >= o);
+                prop_assert!(after.range(o..=h.last_offset()).next().is_some() || h.record_count > 0);
+            }
+            log.close().unwrap();
+            let log = Log::open(dir.path(), small_segments(), false, T0).unwrap();
+            prop_assert_eq!(contents(&log), after);
+        }
+    }
+}
