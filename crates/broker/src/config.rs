@@ -461,6 +461,33 @@ impl TopicConfig {
             .unwrap_or(true)
     }
 
+    /// Whether the log cleaner compacts the topic (`cleanup.policy` contains `compact`).
+    pub fn compacts(&self) -> bool {
+        self.overrides
+            .get("cleanup.policy")
+            .is_some_and(|p| p.split(',').any(|s| s.trim() == "compact"))
+    }
+
+    /// The compaction settings (`delete.retention.ms`, `min.compaction.lag.ms`) and the
+    /// share of not yet compacted bytes that triggers a pass (`min.cleanable.dirty.ratio`),
+    /// with Kafka's defaults.
+    pub fn compaction(&self) -> (veritas_log::CompactionConfig, f64) {
+        let mut c = veritas_log::CompactionConfig::default();
+        let num = |k: &str| self.overrides.get(k).and_then(|v| v.parse::<i64>().ok());
+        if let Some(v) = num("delete.retention.ms") {
+            c.delete_retention_ms = v;
+        }
+        if let Some(v) = num("min.compaction.lag.ms") {
+            c.min_compaction_lag_ms = v;
+        }
+        let ratio = self
+            .overrides
+            .get("min.cleanable.dirty.ratio")
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.5);
+        (c, ratio)
+    }
+
     /// The log configuration these overrides give on top of the broker defaults.
     pub fn log_config(&self, defaults: &LogConfig) -> LogConfig {
         let mut c = defaults.clone();
@@ -504,8 +531,8 @@ impl TopicConfig {
             c.flush = policy;
         }
         if !self.deletes() {
-            // Compacted-only topics keep everything (compaction itself is not implemented; see
-            // ARCHITECTURE.md), so time and size retention do not apply.
+            // As in Kafka, compacted-only topics are not subject to time and size retention:
+            // the log cleaner keeps the latest record of every key instead.
             c.retention_ms = -1;
             c.retention_bytes = -1;
         }

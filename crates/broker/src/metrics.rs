@@ -37,6 +37,9 @@ pub struct BrokerMetrics {
     pub log_bytes: IntGauge,
     /// Consumer groups known to the coordinator.
     pub groups: IntGauge,
+    /// Records removed by log compaction (superseded by a later record of the same key, or
+    /// expired tombstones).
+    pub compacted_records: IntCounter,
 }
 
 impl BrokerMetrics {
@@ -86,6 +89,10 @@ impl BrokerMetrics {
             partitions: IntGauge::new("veritas_broker_partitions", "Partitions")?,
             log_bytes: IntGauge::new("veritas_broker_log_bytes", "Bytes stored in partition logs")?,
             groups: IntGauge::new("veritas_broker_groups", "Consumer groups")?,
+            compacted_records: IntCounter::new(
+                "veritas_broker_compacted_records_total",
+                "Records removed by log compaction",
+            )?,
         };
         registry.register(Box::new(m.requests.clone()))?;
         registry.register(Box::new(m.request_seconds.clone()))?;
@@ -101,6 +108,7 @@ impl BrokerMetrics {
         registry.register(Box::new(m.partitions.clone()))?;
         registry.register(Box::new(m.log_bytes.clone()))?;
         registry.register(Box::new(m.groups.clone()))?;
+        registry.register(Box::new(m.compacted_records.clone()))?;
         Ok(m)
     }
 }

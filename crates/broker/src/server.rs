@@ -357,6 +357,31 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) -> JoinSet<()> 
     connections
 }
 
+/// The log cleaner: a compaction pass over every partition of a `cleanup.policy=compact`
+/// topic whose not yet compacted share of closed segments reached `min.cleanable.dirty.ratio`.
+/// Internal topics are left to their owner (the group coordinator rewrites its own log).
+fn compact(shared: &Shared, now: i64) {
+    for topic in shared.cluster.topics() {
+        let config = topic.config();
+        if topic.internal || !config.compacts() {
+            continue;
+        }
+        let (cfg, ratio) = config.compaction();
+        for p in topic.partitions() {
+            if p.log.dirty_ratio(now, cfg.min_compaction_lag_ms) < ratio.max(f64::MIN_POSITIVE) {
+                continue;
+            }
+            match p.log.compact(now, &cfg) {
+                Ok(out) => shared
+                    .metrics
+                    .compacted_records
+                    .inc_by(out.records_removed + out.tombstones_removed),
+                Err(e) => tracing::error!(partition = ?p, error = %e, "compaction failed"),
+            }
+        }
+    }
+}
+
 async fn maintenance_loop(shared: Arc<Shared>) {
     let mut tick = tokio::time::interval(shared.config.maintenance_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -367,7 +392,7 @@ async fn maintenance_loop(shared: Arc<Shared>) {
     }
 }
 
-/// One round of background work: interval/bytes flushes, retention, gauges.
+/// One round of background work: interval/bytes flushes, retention, compaction, gauges.
 fn maintain(shared: &Shared) {
     let now = crate::cluster::now_ms();
     let mut log_bytes = 0u64;
@@ -384,6 +409,7 @@ fn maintain(shared: &Shared) {
         }
         log_bytes += p.log.size_bytes();
     }
+    compact(shared, now);
     shared.metrics.partitions.set(partitions.len() as i64);
     shared
         .metrics

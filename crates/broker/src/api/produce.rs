@@ -10,8 +10,8 @@
 //! offset. Errors are per partition (with base offset -1, as Kafka answers them):
 //! UNKNOWN_TOPIC_OR_PARTITION (produce never auto-creates; Kafka creates topics on Metadata),
 //! INVALID_TOPIC_EXCEPTION (the internal topic `__consumer_offsets`, which only the broker
-//! writes, as in Kafka), CORRUPT_MESSAGE, MESSAGE_TOO_LARGE, INVALID_RECORD,
-//! OUT_OF_ORDER_SEQUENCE_NUMBER, INVALID_PRODUCER_EPOCH, KAFKA_STORAGE_ERROR; acks other than
+//! writes, as in Kafka), CORRUPT_MESSAGE, MESSAGE_TOO_LARGE, INVALID_RECORD (also for a record
+//! without a key on a `cleanup.policy=compact` topic, as in Kafka), OUT_OF_ORDER_SEQUENCE_NUMBER, INVALID_PRODUCER_EPOCH, KAFKA_STORAGE_ERROR; acks other than
 //! 0, 1 and -1 give INVALID_REQUIRED_ACKS everywhere. Transactional produce is not supported
 //! (TRANSACTIONAL_ID_AUTHORIZATION_FAILED), as InitProducerId refuses transactional ids.
 //!
@@ -57,6 +57,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceRespons
     for topic_data in req.topic_data {
         let topic = ctx.shared.cluster.topic(&topic_data.name);
         let recompress_to = topic.as_ref().and_then(|t| target_codec(&t.config()));
+        let compacted = topic.as_ref().is_some_and(|t| t.config().compacts());
         let mut partitions = Vec::with_capacity(topic_data.partition_data.len());
         for pd in topic_data.partition_data {
             // Errors answer base offset -1, as Kafka's do.
@@ -101,6 +102,17 @@ pub async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceRespons
                     }
                 },
             };
+            if compacted {
+                if let Err((code, message)) = check_keys(&records) {
+                    r.error_code = code;
+                    r.error_message = Some(sb(format!(
+                        "{message} (compacted topic {}, partition {})",
+                        topic_data.name.0, pd.index
+                    )));
+                    partitions.push(r);
+                    continue;
+                }
+            }
             match partition.log.append(&records, now_ms()) {
                 Ok(info) => {
                     r.base_offset = info.base_offset;
@@ -142,6 +154,34 @@ pub async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceRespons
         return None;
     }
     Some(ProduceResponse::default().with_responses(responses))
+}
+
+/// A compacted topic keeps the latest record *of each key*, so, as Kafka does, it refuses
+/// records without a key (INVALID_RECORD) and records it cannot decode (CORRUPT_MESSAGE).
+/// Batches that fail validation are left to the log, which answers them.
+fn check_keys(records: &[u8]) -> Result<(), (i16, &'static str)> {
+    use veritas_log::records::{parse_records, records_section};
+    for batch in veritas_log::batch::BatchIter::new(records) {
+        let Ok(batch) = batch else {
+            return Ok(());
+        };
+        if batch.header.is_control() {
+            continue;
+        }
+        let corrupt = (
+            ResponseError::CorruptMessage.code(),
+            "records could not be decoded",
+        );
+        let section = records_section(batch.bytes, &batch.header).map_err(|_| corrupt)?;
+        let parsed = parse_records(&section, batch.header.record_count).map_err(|_| corrupt)?;
+        if parsed.iter().any(|r| r.key.is_none()) {
+            return Err((
+                ResponseError::InvalidRecord.code(),
+                "a compacted topic cannot accept a record without a key",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The codec a topic's `compression.type` imposes, or `None` for `producer` (keep the

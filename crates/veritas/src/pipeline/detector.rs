@@ -49,7 +49,10 @@
 //! 3. wait for those records' acknowledgements;
 //! 4. commit offset `O` for `p`;
 //! 5. after a snapshot, delete the state partition's records before it (DeleteRecords), which
-//!    keeps the state topic bounded on any Kafka, compacted or not.
+//!    keeps the state topic bounded on any Kafka. The topic is `cleanup.policy=delete` with no
+//!    time retention, never compacted: every marker has the same key, and compaction would
+//!    drop a marker naming a snapshot once a later marker exists, or keep only a changelog
+//!    record written after the last marker by a checkpoint cut short.
 //!
 //! On assignment, partition `p`'s state is rebuilt by reading its state partition from the
 //! start: the last snapshot before the last marker, then the changelog records up to that

@@ -46,16 +46,20 @@ impl Topics {
 /// Creates whichever of the pipeline's topics are missing: the input with `partitions`
 /// partitions, the decisions, dead-letter and state topics with as many partitions as the
 /// input has (the state topic must match it partition for partition), and the one-partition
-/// merchant table topic (trimmed by the detector, never by time). Existing topics are left
-/// alone, except that a state topic with fewer partitions than the input is grown to match
-/// ([`grow_state_topic`]).
+/// merchant table topic. Both checkpoint topics are `cleanup.policy=delete` with no time
+/// retention: the detector trims them itself, and compaction would break their restore.
+/// Existing topics are left alone, except that a checkpoint topic with `compact` in its
+/// policy (created by an earlier version) is altered to `delete`, and a state topic with
+/// fewer partitions than the input is grown to match ([`grow_state_topic`]).
 pub fn ensure_topics(
     client: &rdkafka::config::ClientConfig,
     topics: &Topics,
     partitions: i32,
 ) -> anyhow::Result<i32> {
     use anyhow::Context;
-    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::admin::{
+        AdminClient, AdminOptions, AlterConfig, NewTopic, ResourceSpecifier, TopicReplication,
+    };
     use rdkafka::client::DefaultClientContext;
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::types::RDKafkaErrorCode;
@@ -100,16 +104,37 @@ pub fn ensure_topics(
         .with_context(|| format!("topic {} is not available", topics.input))?;
     create(&topics.decisions, n, &[])?;
     create(&topics.dlq, n, &[])?;
-    create(
-        &topics.state,
-        n,
-        &[("cleanup.policy", "compact,delete"), ("retention.ms", "-1")],
-    )?;
-    create(
-        &topics.table,
-        1,
-        &[("cleanup.policy", "delete"), ("retention.ms", "-1")],
-    )?;
+    // Both checkpoint topics are trimmed by the detector (DeleteRecords), never by time, and
+    // never compacted: every checkpoint marker has the same key, so compaction would drop
+    // the markers that name snapshots (see `detector.rs`).
+    let keep = [("cleanup.policy", "delete"), ("retention.ms", "-1")];
+    create(&topics.state, n, &keep)?;
+    create(&topics.table, 1, &keep)?;
+    for name in [&topics.state, &topics.table] {
+        let described = rt.block_on(admin.describe_configs(
+            [&ResourceSpecifier::Topic(name)],
+            &AdminOptions::new().request_timeout(Some(Duration::from_secs(15))),
+        ))?;
+        let compacted = described.iter().flatten().any(|r| {
+            r.get("cleanup.policy")
+                .and_then(|e| e.value.as_deref())
+                .is_some_and(|v| v.contains("compact"))
+        });
+        if compacted {
+            // Created by an earlier version as `compact,delete`.
+            let mut alter = AlterConfig::new(ResourceSpecifier::Topic(name));
+            for (k, v) in keep {
+                alter = alter.set(k, v);
+            }
+            for r in rt.block_on(admin.alter_configs(
+                [&alter],
+                &AdminOptions::new().request_timeout(Some(Duration::from_secs(15))),
+            ))? {
+                r.map_err(|(_, e)| anyhow::anyhow!("altering the config of {name}: {e}"))?;
+            }
+            tracing::warn!(topic = %name, "checkpoint topic was compacted; set cleanup.policy=delete");
+        }
+    }
     grow_state_topic(client, topics, n)?;
     Ok(n)
 }
@@ -221,9 +246,61 @@ pub fn leave_group<C: rdkafka::consumer::ConsumerContext>(
 
 #[cfg(test)]
 mod tests {
-    use super::consumer_error_ends_read;
+    use super::{consumer_error_ends_read, ensure_topics, Topics};
+    use rdkafka::admin::{
+        AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication,
+    };
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::config::ClientConfig;
     use rdkafka::error::KafkaError;
     use rdkafka::types::RDKafkaErrorCode as C;
+
+    /// The checkpoint topics must never be compacted (their markers share one key): new ones
+    /// are created `delete`, and one an earlier version created `compact,delete` is altered.
+    /// Against the embedded broker, which compacts like Kafka.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn checkpoint_topics_are_never_compacted() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = veritas_broker::BrokerConfig::new(dir.path());
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        let broker = veritas_broker::Broker::start(config, &prometheus::Registry::new())
+            .await
+            .unwrap();
+        let mut client = ClientConfig::new();
+        client
+            .set("bootstrap.servers", broker.bootstrap_servers())
+            .set("broker.address.family", "v4");
+        let admin: AdminClient<DefaultClientContext> = client.create().unwrap();
+        let topics = Topics::new("cards", "g");
+        let old = NewTopic::new(&topics.state, 2, TopicReplication::Fixed(1))
+            .set("cleanup.policy", "compact,delete");
+        for r in admin
+            .create_topics([&old], &AdminOptions::new())
+            .await
+            .unwrap()
+        {
+            r.unwrap();
+        }
+        let c = client.clone();
+        let t = topics.clone();
+        let n = tokio::task::spawn_blocking(move || ensure_topics(&c, &t, 2))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(n, 2);
+        for name in [&topics.state, &topics.table] {
+            let described = admin
+                .describe_configs([&ResourceSpecifier::Topic(name)], &AdminOptions::new())
+                .await
+                .unwrap();
+            let resource = described.into_iter().next().unwrap().unwrap();
+            let policy = resource.get("cleanup.policy").and_then(|e| e.value.clone());
+            let retention = resource.get("retention.ms").and_then(|e| e.value.clone());
+            assert_eq!(policy.as_deref(), Some("delete"), "{name}");
+            assert_eq!(retention.as_deref(), Some("-1"), "{name}");
+        }
+        broker.shutdown().await.unwrap();
+    }
 
     #[test]
     fn transient_consumer_errors_do_not_end_a_read() {
