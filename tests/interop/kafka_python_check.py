@@ -1,6 +1,7 @@
 """kafka-python (pure Python; idempotence on by default, opens with ApiVersions v4) against a
-Kafka broker: admin, a producer, a consumer with assign(), and consumers with group_id that
-commit and resume. Exits non-zero on any wrong result.
+Kafka broker: admin, a producer, a consumer with assign(), consumers with group_id that
+commit and resume, and a compacted topic read back after the broker's log cleaner ran (gaps in
+the offsets). Exits non-zero on any wrong result.
 
     BOOTSTRAP=127.0.0.1:9092 python kafka_python_check.py
 """
@@ -98,8 +99,54 @@ def main():
     c.close()
 
     admin.delete_topics([topic])
+    compacted(admin)
     admin.close()
-    print(f"kafka-python ok: {N} idempotent messages, assign(), group commit and resume")
+    print(f"kafka-python ok: {N} idempotent messages, assign(), group commit and resume, compaction")
+
+
+def compacted(admin):
+    """A `cleanup.policy=compact` topic with small segments: after the log cleaner has run, a
+    consumer reading from the beginning sees the latest value of every key, at its original
+    offset, with gaps where superseded records were."""
+    topic = f"kp-compact-{uuid.uuid4().hex[:8]}"
+    admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1, topic_configs={
+        "cleanup.policy": "compact", "segment.bytes": "1024"})])
+    producer = KafkaProducer(bootstrap_servers=BOOTSTRAP, linger_ms=0)
+    keys, rounds = 8, 25
+    latest = {}
+    for r in range(rounds):
+        for k in range(keys):
+            md = producer.send(topic, key=f"key-{k}".encode(), value=f"value {r} of key {k}".encode()).get(timeout=30)
+            latest[f"key-{k}".encode()] = (md.offset, f"value {r} of key {k}".encode())
+    for i in range(20):  # closes the segments holding the last round
+        producer.send(topic, key=b"filler", value=f"filler {i} {'x' * 40}".encode()).get(timeout=30)
+    producer.close()
+    produced = keys * rounds + 20
+    tp = TopicPartition(topic, 0)
+    start = time.time()
+    while True:
+        check(time.time() - start < DEADLINE, "the log cleaner compacted the topic")
+        c = KafkaConsumer(bootstrap_servers=BOOTSTRAP, enable_auto_commit=False)
+        c.assign([tp])
+        c.seek_to_beginning()
+        end = c.end_offsets([tp])[tp]
+        check(end == produced, f"log end {end} after compaction")
+        records = []
+        while not records or records[-1].offset < end - 1:
+            check(time.time() - start < DEADLINE, f"read to {end}: at {records[-1].offset if records else None}")
+            for batch in c.poll(timeout_ms=500).values():
+                records.extend(batch)
+        c.close()
+        if len(records) < produced // 2:
+            break
+        time.sleep(0.2)
+    offsets = [r.offset for r in records]
+    check(offsets == sorted(set(offsets)), "offsets increase")
+    check(any(b > a + 1 for a, b in zip(offsets, offsets[1:])), "superseded records leave gaps")
+    last = {r.key: (r.offset, r.value) for r in records}
+    for key, want in latest.items():
+        check(last.get(key) == want, f"{key}: read {last.get(key)}, latest was {want}")
+    print(f"compaction ok: {len(records)} of {produced} records left, latest of every key kept")
 
 
 if __name__ == "__main__":

@@ -61,6 +61,9 @@ if [ -z "$src" ] || [ ! -x "$src/tests/test-runner" ]; then
     || { tail -40 "$work/configure.log" "$work/make.log"; exit 1; }
 fi
 cd "$src/tests"
+mkdir -p "$work/kafka/bin"
+cp "$here/kafka-topics.sh" "$work/kafka/bin/kafka-topics.sh"
+export KAFKA_PATH=$work/kafka VERITAS=$veritas
 
 # --- a fresh broker on a free port, configured as the suite's own test clusters are
 # (tests/scenarios/*.json): topics auto-created with four partitions (or not at all, for the
@@ -85,6 +88,9 @@ start_broker() { # auto-create: true|false
   # among the invocations running at once; see run below).
   printf 'bootstrap.servers=127.0.0.1:%s\nbroker.address.family=v4\nenable.random.seed=false\n' \
     "$port" >test.conf
+  # Tests that drive Kafka's own `kafka-topics.sh` get kafka-topics.sh, the shim over
+  # `veritas topics` (--bootstrap-server BROKERS, as the suite does for Kafka >= 3).
+  export BROKERS="127.0.0.1:$port"
 }
 
 # run LOG NAME SCENARIO TESTS [SUBTESTS]: one test-runner invocation through run-test.sh (which

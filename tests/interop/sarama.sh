@@ -5,7 +5,8 @@
 #     ConsumePartition("bankaccount", 0, OffsetNewest) starts first, then the SyncProducer sends
 #     N bank-account values without a key, and the consumer must print exactly them, in order;
 #  2. config.Version = V2_0_0_0: idempotent producer and a ConsumerGroup that commits;
-#  3. every codec, at the oldest protocol sarama allows for it.
+#  3. every codec, at the oldest protocol sarama allows for it;
+#  4. a compacted topic, read back after the broker's log cleaner ran (old and new protocol).
 set -euo pipefail
 b=${BOOTSTRAP:?}
 check=${SARAMA_CHECK:?}
@@ -31,4 +32,5 @@ echo "tutorial flow ok: $n messages, default config"
 
 "$check" -brokers "$b" -mode v2 -topic "sarama-v2-$RANDOM" -group "sarama-v2-$RANDOM" -n 100
 "$check" -brokers "$b" -mode codecs -topic "sarama-codec-$RANDOM" -n 200
+"$check" -brokers "$b" -mode compacted -topic "sarama-compacted-$RANDOM" -n 25
 echo "sarama ok"

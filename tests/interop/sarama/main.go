@@ -17,6 +17,11 @@
 //	codecs   each compression codec, at the oldest protocol sarama allows for it (message
 //	         sets v0 for none/gzip/snappy, v1 for lz4, record batches for zstd): -n values
 //	         produced and read back in order with ConsumePartition(OffsetOldest).
+//	compacted  ClusterAdmin creates a cleanup.policy=compact topic with small segments, -n
+//	         rounds of 8 keys are produced; once the broker's log cleaner has run, a consumer
+//	         reading from OffsetOldest — with the default config (message sets, down-converted
+//	         by the broker) and with V2_0_0_0 (record batches) — must see the latest value of
+//	         every key, with gaps in the offsets.
 //
 // Built offline in GOPATH mode against Debian's /usr/share/gocode (see run.sh).
 package main
@@ -45,7 +50,7 @@ type BankAccount struct {
 
 var (
 	brokers  = flag.String("brokers", "127.0.0.1:9092", "bootstrap broker")
-	mode     = flag.String("mode", "", "consume | produce | v2 | codecs")
+	mode     = flag.String("mode", "", "consume | produce | v2 | codecs | compacted")
 	topic    = flag.String("topic", "bankaccount", "topic")
 	group    = flag.String("group", "sarama-check", "consumer group (v2)")
 	n        = flag.Int("n", 10, "messages")
@@ -97,6 +102,8 @@ func main() {
 		v2()
 	case "codecs":
 		codecs()
+	case "compacted":
+		compacted()
 	default:
 		fail("unknown -mode %q", *mode)
 	}
@@ -355,5 +362,107 @@ func codecs() {
 		pc.Close()
 		consumer.Close()
 		fmt.Printf("codec %s ok (protocol %s): %d messages\n", c.name, c.version, *n)
+	}
+}
+
+// compacted checks what consumers see of a compacted topic.
+func compacted() {
+	const keys = 8
+	config := sarama.NewConfig()
+	config.Version = sarama.V2_0_0_0
+	config.Producer.Return.Successes = true
+	admin, err := sarama.NewClusterAdmin([]string{*brokers}, config)
+	if err != nil {
+		fail("NewClusterAdmin: %v", err)
+	}
+	policy, segment := "compact", "1024"
+	err = admin.CreateTopic(*topic, &sarama.TopicDetail{
+		NumPartitions:     1,
+		ReplicationFactor: 1,
+		ConfigEntries:     map[string]*string{"cleanup.policy": &policy, "segment.bytes": &segment},
+	}, false)
+	if err != nil {
+		fail("CreateTopic: %v", err)
+	}
+	admin.Close()
+	producer, err := sarama.NewSyncProducer([]string{*brokers}, config)
+	if err != nil {
+		fail("NewSyncProducer: %v", err)
+	}
+	type rec struct {
+		offset int64
+		value  string
+	}
+	latest := map[string]rec{}
+	send := func(key, value string) int64 {
+		_, offset, err := producer.SendMessage(&sarama.ProducerMessage{
+			Topic: *topic, Key: sarama.StringEncoder(key), Value: sarama.StringEncoder(value),
+		})
+		if err != nil {
+			fail("SendMessage: %v", err)
+		}
+		return offset
+	}
+	for r := 0; r < *n; r++ {
+		for k := 0; k < keys; k++ {
+			key, value := fmt.Sprintf("key-%d", k), fmt.Sprintf("value %d of key %d", r, k)
+			latest[key] = rec{send(key, value), value}
+		}
+	}
+	var end int64
+	for i := 0; i < 20; i++ { // closes the segments holding the last round
+		end = send("filler", fmt.Sprintf("filler %d %s", i, strings.Repeat("x", 40))) + 1
+	}
+	producer.Close()
+	produced := int64(*n*keys + 20)
+
+	readAll := func(version sarama.KafkaVersion) map[string]rec {
+		cfg := sarama.NewConfig()
+		cfg.Version = version
+		cfg.Consumer.Return.Errors = true
+		consumer, err := sarama.NewConsumer([]string{*brokers}, cfg)
+		if err != nil {
+			fail("NewConsumer: %v", err)
+		}
+		defer consumer.Close()
+		pc, err := consumer.ConsumePartition(*topic, 0, sarama.OffsetOldest)
+		if err != nil {
+			fail("ConsumePartition: %v", err)
+		}
+		defer pc.Close()
+		last, count, gaps := map[string]rec{}, int64(0), false
+		prev := int64(-1)
+		for prev < end-1 {
+			select {
+			case err := <-pc.Errors():
+				fail("consume (%s): %v", version, err)
+			case msg := <-pc.Messages():
+				if msg.Offset <= prev {
+					fail("offset %d after %d (%s)", msg.Offset, prev, version)
+				}
+				gaps = gaps || msg.Offset > prev+1
+				prev = msg.Offset
+				count++
+				last[string(msg.Key)] = rec{msg.Offset, string(msg.Value)}
+			}
+		}
+		if count >= produced/2 || !gaps {
+			return nil // not compacted yet
+		}
+		return last
+	}
+	for _, version := range []sarama.KafkaVersion{sarama.V2_0_0_0, sarama.V0_8_2_0} {
+		var last map[string]rec
+		for last == nil {
+			if last = readAll(version); last == nil {
+				time.Sleep(200 * time.Millisecond)
+			}
+		}
+		for key, want := range latest {
+			if last[key] != want {
+				fail("%s (%s): read %+v, latest was %+v", key, version, last[key], want)
+			}
+		}
+		fmt.Printf("compacted ok (protocol %s): latest value of every key, gaps skipped\n", version)
 	}
 }
