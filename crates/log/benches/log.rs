@@ -1,4 +1,5 @@
-//! Append and read throughput of the log with ~16 KiB batches of 100-byte records.
+//! Append, read and compaction throughput of the log with ~16 KiB batches of 100-byte
+//! records.
 //!
 //! `cargo bench -p veritas-log` (criterion prints time per operation and MiB/s).
 
@@ -109,11 +110,64 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
+/// A 32 MiB log (4 MiB segments) of 16 KiB batches whose records update 20 000 keys in
+/// turn, so most records are superseded by the end.
+fn keyed_log(dir: &std::path::Path) -> Log {
+    let config = LogConfig {
+        segment_bytes: 4 << 20,
+        ..config(FlushPolicy::manual())
+    };
+    let log = Log::open(dir, config, false, T0).expect("open");
+    let mut n = 0u32;
+    while log.size_bytes() < 32 << 20 {
+        let mut b = BatchBuilder::new(T0);
+        for _ in 0..140 {
+            let key = format!("card-{:06}", n % 20_000);
+            b.push(Record::new(Some(key.into_bytes()), Some(vec![b'x'; 100])));
+            n += 1;
+        }
+        log.append(&b.build(), T0).expect("append");
+    }
+    log
+}
+
+fn bench_compaction(c: &mut Criterion) {
+    let mut g = c.benchmark_group("compact");
+    g.sample_size(10);
+    g.measurement_time(Duration::from_secs(20));
+    // Throughput in bytes of closed segments examined (the active one is never cleaned).
+    let probe = tempfile::tempdir().expect("temp dir");
+    let closed = {
+        let log = keyed_log(probe.path());
+        let out = log
+            .compact(T0, &veritas_log::CompactionConfig::default())
+            .expect("compact");
+        println!("compaction of the 32 MiB keyed log: {out:?}");
+        out.bytes_before
+    };
+    g.throughput(Throughput::Bytes(closed));
+    g.bench_function("32MiB_keyed_log_20k_keys", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let log = keyed_log(dir.path());
+                let start = Instant::now();
+                log.compact(T0, &veritas_log::CompactionConfig::default())
+                    .expect("compact");
+                total += start.elapsed();
+            }
+            total
+        })
+    });
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
-    targets = bench
+    targets = bench, bench_compaction
 }
 criterion_main!(benches);
