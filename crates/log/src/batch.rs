@@ -95,6 +95,17 @@ pub enum Compression {
     Unknown(u8),
 }
 
+impl Compression {
+    /// Every codec this crate reads and writes, `None` first.
+    pub const KNOWN: [Compression; 5] = [
+        Compression::None,
+        Compression::Gzip,
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd,
+    ];
+}
+
 /// How a batch's timestamps are to be read (attribute bit 3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum TimestampType {

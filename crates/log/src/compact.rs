@@ -618,13 +618,7 @@ mod tests {
 
     #[test]
     fn keeps_the_latest_record_of_every_key_with_every_codec() {
-        for codec in [
-            Compression::None,
-            Compression::Gzip,
-            Compression::Snappy,
-            Compression::Lz4,
-            Compression::Zstd,
-        ] {
+        for codec in Compression::KNOWN {
             let dir = tempfile::tempdir().unwrap();
             let log = Log::open(dir.path(), small_segments(), false, T0).unwrap();
             for round in 0..30u8 {
