@@ -62,6 +62,34 @@ impl BrokerConfig {
     }
 }
 
+/// How the log cleaner treats a compacted topic ([`TopicConfig::compaction`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CompactionPolicy {
+    /// What a pass keeps (`delete.retention.ms`, `min.compaction.lag.ms`).
+    pub config: veritas_log::CompactionConfig,
+    /// `min.cleanable.dirty.ratio`: the share of not yet compacted bytes that starts a pass.
+    pub min_dirty_ratio: f64,
+    /// `max.compaction.lag.ms`, when set: a pass also starts, whatever the ratio, once the
+    /// oldest record not yet compacted is this old.
+    pub max_lag_ms: Option<i64>,
+}
+
+impl CompactionPolicy {
+    /// Whether a pass is due for `log` at `now_ms`.
+    pub fn due(&self, log: &veritas_log::Log, now_ms: i64) -> bool {
+        let min_lag = self.config.min_compaction_lag_ms;
+        let ratio = log.dirty_ratio(now_ms, min_lag);
+        if ratio <= 0.0 {
+            return false;
+        }
+        ratio >= self.min_dirty_ratio
+            || self.max_lag_ms.is_some_and(|max| {
+                log.oldest_dirty_timestamp(now_ms, min_lag)
+                    .is_some_and(|t| t <= now_ms.saturating_sub(max))
+            })
+    }
+}
+
 /// The kind of value a topic config key takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -468,24 +496,34 @@ impl TopicConfig {
             .is_some_and(|p| p.split(',').any(|s| s.trim() == "compact"))
     }
 
-    /// The compaction settings (`delete.retention.ms`, `min.compaction.lag.ms`) and the
-    /// share of not yet compacted bytes that triggers a pass (`min.cleanable.dirty.ratio`),
-    /// with Kafka's defaults.
-    pub fn compaction(&self) -> (veritas_log::CompactionConfig, f64) {
-        let mut c = veritas_log::CompactionConfig::default();
+    /// How the log cleaner treats the topic, with Kafka's defaults.
+    pub fn compaction(&self) -> CompactionPolicy {
+        let mut config = veritas_log::CompactionConfig::default();
         let num = |k: &str| self.overrides.get(k).and_then(|v| v.parse::<i64>().ok());
         if let Some(v) = num("delete.retention.ms") {
-            c.delete_retention_ms = v;
+            config.delete_retention_ms = v;
         }
         if let Some(v) = num("min.compaction.lag.ms") {
-            c.min_compaction_lag_ms = v;
+            config.min_compaction_lag_ms = v;
         }
-        let ratio = self
+        let min_dirty_ratio = self
             .overrides
             .get("min.cleanable.dirty.ratio")
             .and_then(|v| v.parse::<f64>().ok())
             .unwrap_or(0.5);
-        (c, ratio)
+        CompactionPolicy {
+            config,
+            min_dirty_ratio,
+            max_lag_ms: self.max_compaction_lag_ms(),
+        }
+    }
+
+    /// `max.compaction.lag.ms` when set below its default (unbounded).
+    fn max_compaction_lag_ms(&self) -> Option<i64> {
+        self.overrides
+            .get("max.compaction.lag.ms")
+            .and_then(|v| v.parse::<i64>().ok())
+            .filter(|&v| v > 0 && v < i64::MAX)
     }
 
     /// The log configuration these overrides give on top of the broker defaults.
@@ -529,6 +567,11 @@ impl TopicConfig {
                 policy.interval_ms = Some(ms.max(0) as u64);
             }
             c.flush = policy;
+        }
+        if let Some(lag) = self.max_compaction_lag_ms().filter(|_| self.compacts()) {
+            // As in Kafka: the active segment rolls within max.compaction.lag.ms, so that
+            // no record waits longer than that to become cleanable.
+            c.segment_ms = c.segment_ms.min(lag);
         }
         if !self.deletes() {
             // As in Kafka, compacted-only topics are not subject to time and size retention:
@@ -610,6 +653,78 @@ fn default_value(key: &str, d: &LogConfig) -> (String, ConfigSource) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn compaction_policy_follows_kafka() {
+        let defaults = LogConfig::default();
+        let plain = TopicConfig::from_pairs([("max.compaction.lag.ms", Some("100"))]).unwrap();
+        assert!(!plain.compacts());
+        assert_eq!(plain.log_config(&defaults).segment_ms, defaults.segment_ms);
+        let compacted = TopicConfig::from_pairs([
+            ("cleanup.policy", Some("compact")),
+            ("segment.ms", Some("10000")),
+            ("max.compaction.lag.ms", Some("100")),
+            ("min.cleanable.dirty.ratio", Some("0.01")),
+            ("delete.retention.ms", Some("86400")),
+        ])
+        .unwrap();
+        assert!(compacted.compacts());
+        // The active segment rolls within max.compaction.lag.ms; compact-only topics have no
+        // time or size retention.
+        let log = compacted.log_config(&defaults);
+        assert_eq!(
+            (log.segment_ms, log.retention_ms, log.retention_bytes),
+            (100, -1, -1)
+        );
+        let policy = compacted.compaction();
+        assert_eq!(policy.config.delete_retention_ms, 86_400);
+        assert_eq!(
+            (policy.min_dirty_ratio, policy.max_lag_ms),
+            (0.01, Some(100))
+        );
+        let default = TopicConfig::from_pairs([("cleanup.policy", Some("compact,delete"))])
+            .unwrap()
+            .compaction();
+        assert_eq!(default.config, veritas_log::CompactionConfig::default());
+        assert_eq!((default.min_dirty_ratio, default.max_lag_ms), (0.5, None));
+    }
+
+    /// A pass is due at the dirty ratio, or earlier once the oldest uncompacted record is
+    /// older than max.compaction.lag.ms; never when nothing is new.
+    #[test]
+    fn a_pass_is_due_by_ratio_or_by_age() {
+        use veritas_log::batch::builder::{BatchBuilder, Record};
+        const T0: i64 = 1_700_000_000_000;
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            segment_bytes: 200,
+            retention_ms: -1,
+            ..LogConfig::default()
+        };
+        let log = veritas_log::Log::open(dir.path(), config, false, T0).unwrap();
+        let policy = |ratio: f64, max_lag: Option<i64>| CompactionPolicy {
+            config: veritas_log::CompactionConfig::default(),
+            min_dirty_ratio: ratio,
+            max_lag_ms: max_lag,
+        };
+        assert!(!policy(0.0, None).due(&log, T0), "an empty log");
+        for i in 0..6u8 {
+            let batch = BatchBuilder::new(T0)
+                .record(Record::new(Some(b"k".to_vec()), Some(vec![i; 100])))
+                .build();
+            log.append(&batch, T0).unwrap();
+        }
+        assert!(policy(0.5, None).due(&log, T0));
+        assert!(!policy(2.0, None).due(&log, T0), "the ratio is at most 1");
+        assert!(!policy(2.0, Some(1000)).due(&log, T0 + 999));
+        assert!(policy(2.0, Some(1000)).due(&log, T0 + 1000), "old enough");
+        log.compact(T0, &veritas_log::CompactionConfig::default())
+            .unwrap();
+        assert!(
+            !policy(0.0, Some(1)).due(&log, T0 + 10_000),
+            "nothing new since"
+        );
+    }
 
     #[test]
     fn validates_known_keys_and_rejects_unknown() {

@@ -358,7 +358,8 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) -> JoinSet<()> 
 }
 
 /// The log cleaner: a compaction pass over every partition of a `cleanup.policy=compact`
-/// topic whose not yet compacted share of closed segments reached `min.cleanable.dirty.ratio`.
+/// topic whose not yet compacted share of closed segments reached `min.cleanable.dirty.ratio`,
+/// or whose oldest such record is older than `max.compaction.lag.ms`.
 /// Internal topics are left to their owner (the group coordinator rewrites its own log).
 fn compact(shared: &Shared, now: i64) {
     for topic in shared.cluster.topics() {
@@ -366,12 +367,12 @@ fn compact(shared: &Shared, now: i64) {
         if topic.internal || !config.compacts() {
             continue;
         }
-        let (cfg, ratio) = config.compaction();
+        let policy = config.compaction();
         for p in topic.partitions() {
-            if p.log.dirty_ratio(now, cfg.min_compaction_lag_ms) < ratio.max(f64::MIN_POSITIVE) {
+            if !policy.due(&p.log, now) {
                 continue;
             }
-            match p.log.compact(now, &cfg) {
+            match p.log.compact(now, &policy.config) {
                 Ok(out) => shared
                     .metrics
                     .compacted_records

@@ -137,6 +137,21 @@ impl Log {
         }
     }
 
+    /// Timestamp of the oldest record no pass has examined yet among the cleanable segments
+    /// (the first batch's max timestamp of the oldest such segment); `None` if there is none.
+    /// With `max.compaction.lag.ms`, a pass is due once this is old enough.
+    pub fn oldest_dirty_timestamp(&self, now_ms: i64, min_compaction_lag_ms: i64) -> Option<i64> {
+        let segs = self.snapshot();
+        let lag_limit = now_ms.saturating_sub(min_compaction_lag_ms.max(0));
+        let cleaned = self.cleaned_up_to.load(Ordering::Acquire);
+        let closed = segs.get(..segs.len().saturating_sub(1)).unwrap_or(&[]);
+        closed
+            .iter()
+            .take_while(|s| s.largest_timestamp() <= lag_limit)
+            .find(|s| s.next_offset() > cleaned && !s.is_empty())
+            .and_then(|s| s.first_batch_timestamp())
+    }
+
     /// One compaction pass (see the module docs of `compact`): for the closed segments old
     /// enough to clean, keeps the latest record of every key and drops expired tombstones.
     /// Runs concurrently with appends and reads; appends wait only for the final swap.
