@@ -14,17 +14,21 @@
 //!    only its records, count, length and CRC change (compressed batches are recompressed
 //!    with their codec). A batch left with no record is dropped, leaving a gap in the
 //!    offsets, as in Kafka; clients skip gaps.
-//! 3. **Swap**: the new file is written beside the old one as `*.cleaned.tmp` and fsync'ed;
-//!    then, under the writer lock, the old index files are removed, the new file renamed
-//!    over the old one, its indexes rebuilt by full validation, and the segment replaced in
-//!    the list. Readers that took the old segment keep reading the old file through their
-//!    handle.
+//!    Consecutive segments whose sizes add up to at most `segment.bytes` are rewritten
+//!    together into one (Kafka's grouping by size, measured before cleaning), so a
+//!    compacted log does not keep one file per segment it ever rolled.
+//! 3. **Swap**: each group's file is written as `<first base>.cleaned.tmp` and fsync'ed;
+//!    then, under the writer lock, the first segment's index files are removed, the new
+//!    file renamed over the first segment's (the commit point), the group's other segments
+//!    removed, the indexes rebuilt by full validation, and the group replaced by the new
+//!    segment in the list. Readers that took the old segments keep reading the old files
+//!    through their handles.
 //!
 //! What is never removed, so the log stays consistent:
 //!
-//! - the **last batch of every segment**: filtered like any other, but when every one of
-//!   its records would go, its last record stays, so segment *i*'s next offset stays segment
-//!   *i+1*'s base offset and no segment is ever empty. (Kafka would leave a gap or an empty
+//! - the **last batch of every rewritten segment**: filtered like any other, but when every
+//!   one of its records would go, its last record stays, so the segment still ends where the
+//!   next one begins and is never empty. (Kafka would leave a gap or an empty
 //!   batch there; an empty batch stalls old clients such as sarama 1.22, which never moves
 //!   past a fetch that yields no record.)
 //! - **control batches** and **transactional batches** (transactions are stored, not
@@ -39,8 +43,10 @@
 //!
 //! Crash safety: a crash before the rename leaves a `*.cleaned.tmp` file, removed on open;
 //! after the index files are removed, the segment has none, so open rebuilds them from
-//! whichever file is in place (the old one or the cleaned one, both valid). Offsets are not
-//! changed by compaction, so the recovery point and the log start stay valid.
+//! whichever file is in place (the old one or the cleaned one, both valid). A crash after the
+//! rename, before the group's other segments are gone, leaves segments that start inside the
+//! renamed one and end within it: open recognises them as merged and removes them. Offsets
+//! are not changed by compaction, so the recovery point and the log start stay valid.
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -48,7 +54,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::{scan_err, Log};
+use std::io::Write;
+
+use super::{remove_segment_files, scan_err, Log};
 use crate::batch::{
     compute_crc, put_i32, BatchHeader, Compression, CRC_OFFSET, HEADER_SIZE, LENGTH_OFFSET,
     LOG_OVERHEAD, RECORD_COUNT_OFFSET,
@@ -91,8 +99,10 @@ impl Default for CompactionConfig {
 pub struct CompactionOutcome {
     /// Segments examined (the cleanable ones).
     pub segments_examined: usize,
-    /// Segments rewritten (some record was removed from them).
+    /// Segments rewritten (some record was removed from them, or they were merged).
     pub segments_rewritten: usize,
+    /// Segments that no longer exist because they were merged into the one before them.
+    pub segments_merged: usize,
     /// Records removed because a later record has the same key.
     pub records_removed: u64,
     /// Tombstones removed because they were older than `delete.retention.ms`.
@@ -105,10 +115,39 @@ pub struct CompactionOutcome {
     pub bytes_after: u64,
 }
 
-/// A cleaned segment waiting to be swapped in.
+/// A cleaned group of segments waiting to be swapped in as one.
 struct Cleaned {
-    old: Arc<Segment>,
+    old: Vec<Arc<Segment>>,
     tmp: PathBuf,
+}
+
+/// Index of the group's last segment holding a batch: its last batch is the one whose last
+/// offset the rewritten group must still end on.
+fn last_nonempty(group: &[Arc<Segment>]) -> Option<usize> {
+    group.iter().rposition(|s| !s.is_empty())
+}
+
+/// Splits consecutive segments into runs that fit in one segment: at most `max_bytes`
+/// together, and offsets within the 32-bit range relative to the run's base offset.
+fn group_segments(segs: &[Arc<Segment>], max_bytes: u64) -> Vec<Vec<Arc<Segment>>> {
+    let mut groups: Vec<Vec<Arc<Segment>>> = Vec::new();
+    let mut bytes = 0u64;
+    for seg in segs {
+        let fits = groups.last().and_then(|g| g.first()).is_some_and(|first| {
+            bytes + seg.size() <= max_bytes
+                && seg.next_offset() - 1 - first.base_offset <= i64::from(u32::MAX)
+        });
+        if fits {
+            bytes += seg.size();
+            if let Some(g) = groups.last_mut() {
+                g.push(Arc::clone(seg));
+            }
+        } else {
+            bytes = seg.size();
+            groups.push(vec![Arc::clone(seg)]);
+        }
+    }
+    groups
 }
 
 impl Log {
@@ -168,7 +207,6 @@ impl Log {
         let cleanable: Vec<Arc<Segment>> = closed
             .iter()
             .take_while(|s| s.largest_timestamp() <= lag_limit)
-            .filter(|s| !s.is_empty())
             .cloned()
             .collect();
 
@@ -208,40 +246,56 @@ impl Log {
                 .fetch_max(last.next_offset(), Ordering::AcqRel);
         }
 
+        // Consecutive cleanable segments whose bytes together fit in one segment are
+        // rewritten as one (Kafka groups them the same way), so a compacted log does not
+        // keep a file per segment ever rolled.
+        let (max_bytes, interval) = {
+            let w = self.writer.lock();
+            (
+                w.config.effective_segment_bytes(),
+                w.config.index_interval_bytes,
+            )
+        };
+        let groups = group_segments(cleanable, max_bytes);
+
         // Keys with a superseded record that stays — in a batch kept whole, or as the one
-        // record a segment's last batch keeps — must keep their tombstones, or the older
-        // value would come back. (A last batch whose every record could go keeps its last
-        // record; counting expired tombstones as gone here may keep a tombstone longer than
-        // needed, never shorter.)
+        // record a group's last batch keeps — must keep their tombstones, or the older value
+        // would come back. (A last batch whose every record could go keeps its last record;
+        // counting expired tombstones as gone here may keep a tombstone longer than needed,
+        // never shorter.)
         let tombstone_limit = now_ms.saturating_sub(cfg.delete_retention_ms.max(0));
         let mut shadowed = HashSet::new();
-        for seg in cleanable {
-            let batches = headers(seg)?;
-            let last = batches.len().saturating_sub(1);
-            for (i, (pos, h)) in batches.iter().enumerate() {
-                let whole = map.keeps_whole(h);
-                if !whole && i != last {
-                    continue;
-                }
-                let batch = seg.read_batch(*pos, h.size()).at(seg.log_path())?;
-                let Ok(section) = records_section(&batch, h) else {
-                    continue;
-                };
-                let records = parse_records(&section, h.record_count).unwrap_or_default();
-                let stays: Vec<&RecordView<'_>> = if whole {
-                    records.iter().collect()
-                } else if records
-                    .iter()
-                    .all(|r| map.fate(h, r, tombstone_limit) != Fate::Kept)
-                {
-                    records.last().into_iter().collect()
-                } else {
-                    Vec::new()
-                };
-                for r in stays {
-                    if let Some(key) = r.key {
-                        if !map.is_latest(key, h.base_offset + i64::from(r.offset_delta)) {
-                            shadowed.insert(key.to_vec());
+        for group in &groups {
+            let last_seg = last_nonempty(group);
+            for (si, seg) in group.iter().enumerate() {
+                let batches = headers(seg)?;
+                let last = batches.len().saturating_sub(1);
+                for (i, (pos, h)) in batches.iter().enumerate() {
+                    let whole = map.keeps_whole(h);
+                    let group_last = Some(si) == last_seg && i == last;
+                    if !whole && !group_last {
+                        continue;
+                    }
+                    let batch = seg.read_batch(*pos, h.size()).at(seg.log_path())?;
+                    let Ok(section) = records_section(&batch, h) else {
+                        continue;
+                    };
+                    let records = parse_records(&section, h.record_count).unwrap_or_default();
+                    let stays: Vec<&RecordView<'_>> = if whole {
+                        records.iter().collect()
+                    } else if records
+                        .iter()
+                        .all(|r| map.fate(h, r, tombstone_limit) != Fate::Kept)
+                    {
+                        records.last().into_iter().collect()
+                    } else {
+                        Vec::new()
+                    };
+                    for r in stays {
+                        if let Some(key) = r.key {
+                            if !map.is_latest(key, h.base_offset + i64::from(r.offset_delta)) {
+                                shadowed.insert(key.to_vec());
+                            }
                         }
                     }
                 }
@@ -249,56 +303,79 @@ impl Log {
         }
         map.shadowed = shadowed;
 
-        // 2. Filter each segment into a new file.
+        // 2. Filter each group into a new file, streamed.
         let mut cleaned = Vec::new();
-        for seg in cleanable {
+        for group in groups {
+            let Some(first) = group.first() else {
+                continue;
+            };
             let before = out;
-            let mut data = Vec::new();
-            let batches = headers(seg)?;
-            let last = batches.len().saturating_sub(1);
-            for (i, (pos, h)) in batches.iter().enumerate() {
-                let batch = seg.read_batch(*pos, h.size()).at(seg.log_path())?;
-                if map.keeps_whole(h) {
-                    data.extend_from_slice(&batch);
-                    continue;
-                }
-                match filter_batch(&batch, h, &map, tombstone_limit, i == last, &mut out) {
-                    Filtered::Unchanged => data.extend_from_slice(&batch),
-                    Filtered::Rewritten(b) => data.extend_from_slice(&b),
-                    Filtered::Empty => out.batches_removed += 1,
+            let tmp = cleaned_path(&self.dir, first.base_offset);
+            let file = fs::File::create(&tmp).at(&tmp)?;
+            let mut writer = std::io::BufWriter::with_capacity(1 << 20, file);
+            let mut written = 0u64;
+            let last_seg = last_nonempty(&group);
+            for (si, seg) in group.iter().enumerate() {
+                let batches = headers(seg)?;
+                let last = batches.len().saturating_sub(1);
+                for (i, (pos, h)) in batches.iter().enumerate() {
+                    let batch = seg.read_batch(*pos, h.size()).at(seg.log_path())?;
+                    let filtered = if map.keeps_whole(h) {
+                        Filtered::Unchanged
+                    } else {
+                        let group_last = Some(si) == last_seg && i == last;
+                        filter_batch(&batch, h, &map, tombstone_limit, group_last, &mut out)
+                    };
+                    let bytes: &[u8] = match &filtered {
+                        Filtered::Unchanged => &batch,
+                        Filtered::Rewritten(b) => b,
+                        Filtered::Empty => {
+                            out.batches_removed += 1;
+                            continue;
+                        }
+                    };
+                    writer.write_all(bytes).at(&tmp)?;
+                    written += bytes.len() as u64;
                 }
             }
-            if out.records_removed == before.records_removed
-                && out.tombstones_removed == before.tombstones_removed
-            {
+            let file = writer.into_inner().map_err(|e| e.into_error()).at(&tmp)?;
+            let changed = out.records_removed != before.records_removed
+                || out.tombstones_removed != before.tombstones_removed;
+            if !changed && group.len() == 1 {
+                drop(file);
+                fs::remove_file(&tmp).at(&tmp)?;
                 continue;
             }
-            out.segments_rewritten += 1;
-            out.bytes_before += seg.size();
-            out.bytes_after += data.len() as u64;
-            let tmp = cleaned_path(&self.dir, seg.base_offset);
-            write_synced(&tmp, &data).at(&tmp)?;
-            cleaned.push(Cleaned {
-                old: Arc::clone(seg),
-                tmp,
-            });
+            file.sync_all().at(&tmp)?;
+            out.segments_rewritten += group.len();
+            out.segments_merged += group.len() - 1;
+            out.bytes_before += group.iter().map(|s| s.size()).sum::<u64>();
+            out.bytes_after += written;
+            cleaned.push(Cleaned { old: group, tmp });
         }
         if cleaned.is_empty() {
             return Ok(out);
         }
 
-        // 3. Swap the cleaned segments in.
+        // 3. Swap the cleaned groups in.
         let w = self.writer.lock();
         let _no_flush = self.flush_lock.lock();
-        let interval = w.config.index_interval_bytes;
         let mut list: Vec<Arc<Segment>> = self.snapshot().as_ref().clone();
         for c in cleaned {
-            let Some(slot) = list.iter().position(|s| Arc::ptr_eq(s, &c.old)) else {
+            let (Some(first), Some(last)) = (c.old.first(), c.old.last()) else {
+                continue;
+            };
+            let slot = list.iter().position(|s| Arc::ptr_eq(s, first));
+            let intact = slot.is_some_and(|at| {
+                list.get(at..at + c.old.len())
+                    .is_some_and(|run| run.iter().zip(&c.old).all(|(a, b)| Arc::ptr_eq(a, b)))
+            });
+            let Some(slot) = slot.filter(|_| intact) else {
                 // Deleted by retention meanwhile.
                 fs::remove_file(&c.tmp).at(&c.tmp)?;
                 continue;
             };
-            let base = c.old.base_offset;
+            let base = first.base_offset;
             for suffix in [INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
                 let p = self.dir.join(format!("{}{suffix}", file_stem(base)));
                 match fs::remove_file(&p) {
@@ -308,11 +385,17 @@ impl Log {
                     _ => {}
                 }
             }
-            fs::rename(&c.tmp, c.old.log_path()).at(c.old.log_path())?;
+            // The commit point: from here the first file covers the whole group, and open
+            // removes the group's other files as covered if a crash leaves them.
+            fs::rename(&c.tmp, first.log_path()).at(first.log_path())?;
+            sync_dir(&self.dir)?;
+            for other in c.old.iter().skip(1) {
+                remove_segment_files(other).at(other.log_path())?;
+            }
             sync_dir(&self.dir)?;
             let seg = Segment::open(&self.dir, base).at(&self.dir)?;
             let r = seg.recover(interval).at(seg.log_path())?;
-            if r.truncated_bytes > 0 || seg.next_offset() != c.old.next_offset() {
+            if r.truncated_bytes > 0 || seg.next_offset() != last.next_offset() {
                 // Never expected: the cleaned file was built from validated batches.
                 return Err(LogError::InvalidLog(
                     self.dir.clone(),
@@ -326,11 +409,10 @@ impl Log {
             seg.seal_time_index();
             seg.persist_indexes().at(seg.log_path())?;
             seg.sync(true).at(seg.log_path())?;
-            self.size.fetch_sub(c.old.size(), Ordering::AcqRel);
+            let old_bytes: u64 = c.old.iter().map(|s| s.size()).sum();
+            self.size.fetch_sub(old_bytes, Ordering::AcqRel);
             self.size.fetch_add(seg.size(), Ordering::AcqRel);
-            if let Some(s) = list.get_mut(slot) {
-                *s = Arc::new(seg);
-            }
+            list.splice(slot..slot + c.old.len(), [Arc::new(seg)]);
         }
         *self.segments.write() = Arc::new(list);
         drop(w);
@@ -503,13 +585,6 @@ fn cleaned_path(dir: &Path, base: i64) -> PathBuf {
     dir.join(format!("{}{CLEANED_SUFFIX}", file_stem(base)))
 }
 
-fn write_synced(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut f = fs::File::create(path)?;
-    f.write_all(data)?;
-    f.sync_all()
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -660,10 +735,19 @@ mod tests {
             );
             assert!(log.size_bytes() < size, "{codec:?}: the log shrank");
             assert_eq!(log.size_bytes(), size - out.bytes_before + out.bytes_after);
-            assert_eq!((log.log_end_offset(), log.segment_count()), (end, segments));
-            // A second pass finds nothing more to do.
+            // Full segments are cleaned one by one (groups are formed by size before
+            // cleaning, as in Kafka); the next pass merges the shrunk ones: fewer files, the
+            // same log end, and only more superseded records removed.
+            assert_eq!(log.log_end_offset(), end);
+            assert_eq!(log.segment_count(), segments - out.segments_merged);
             let again = log.compact(T0, &CompactionConfig::default()).unwrap();
-            assert_eq!(again.records_removed, 0, "{codec:?}");
+            check_compacted(&before, &contents(&log), false);
+            assert!(again.segments_merged > 0, "{codec:?}: {again:?}");
+            assert_eq!(
+                log.segment_count(),
+                segments - out.segments_merged - again.segments_merged
+            );
+            assert_eq!(log.log_end_offset(), end);
             // Appends go on at the same offsets; a clean and an unclean reopen serve the same.
             log.append(&batch(&[(1, Some(99))], T0, codec), T0).unwrap();
             let live = contents(&log);
@@ -817,6 +901,52 @@ mod tests {
         assert!(!cleaned_path(dir.path(), 0).exists());
     }
 
+    /// A crash after a merged group's file was renamed into place but before the group's
+    /// other segments were removed: open removes them (the merged file covers them), and
+    /// the log reads as compacted.
+    #[test]
+    fn a_crash_mid_merge_leaves_a_log_that_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path(), small_segments(), false, T0).unwrap();
+        for i in 0..40u8 {
+            log.append(&batch(&[(i % 3, Some(i))], T0, Compression::None), T0)
+                .unwrap();
+        }
+        log.compact(T0, &CompactionConfig::default()).unwrap();
+        log.close().unwrap();
+        let before_merge = tempfile::tempdir().unwrap();
+        let files: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        for f in &files {
+            fs::copy(f, before_merge.path().join(f.file_name().unwrap())).unwrap();
+        }
+        let log = Log::open(dir.path(), small_segments(), true, T0).unwrap();
+        let segments = log.segment_count();
+        let out = log.compact(T0, &CompactionConfig::default()).unwrap();
+        assert!(out.segments_merged > 0, "{out:?}");
+        let merged = contents(&log);
+        log.close().unwrap();
+        // Put back the files of the segments merged away.
+        let mut restored = 0;
+        for e in fs::read_dir(before_merge.path()).unwrap() {
+            let p = e.unwrap().path();
+            let name = p.file_name().unwrap().to_owned();
+            if !dir.path().join(&name).exists() && p.extension().is_some_and(|x| x == "log") {
+                fs::copy(&p, dir.path().join(&name)).unwrap();
+                restored += 1;
+            }
+        }
+        assert_eq!(restored, out.segments_merged);
+        for clean in [true, false] {
+            let log = Log::open(dir.path(), small_segments(), clean, T0).unwrap();
+            assert_eq!(contents(&log), merged, "clean {clean}");
+            assert_eq!(log.segment_count(), segments - out.segments_merged);
+            log.close().unwrap();
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 40, ..ProptestConfig::default() })]
         /// Whatever the history of keys, values, tombstones and batch boundaries: compaction
@@ -849,6 +979,12 @@ mod tests {
                 prop_assert!(h.last_offset() >= o);
                 prop_assert!(after.range(o..=h.last_offset()).next().is_some() || h.record_count > 0);
             }
+            // A second pass merges the shrunk segments and may remove more.
+            let segments = log.segment_count();
+            let again = log.compact(now, &CompactionConfig::default()).unwrap();
+            let after = contents(&log);
+            check_compacted(&before, &after, expire);
+            prop_assert_eq!(log.segment_count(), segments - again.segments_merged);
             log.close().unwrap();
             let log = Log::open(dir.path(), small_segments(), false, T0).unwrap();
             prop_assert_eq!(contents(&log), after);

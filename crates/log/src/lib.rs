@@ -28,7 +28,8 @@
 //!
 //! [`Log::compact`] keeps the latest record of every key in the closed segments, as Kafka's
 //! log cleaner does: superseded records and expired tombstones are removed from their
-//! batches, which keep their offsets (a batch left empty is dropped, leaving a gap). The
+//! batches, which keep their offsets (a batch left empty is dropped, leaving a gap), and
+//! small consecutive segments are merged. The
 //! [`records`] module reads the records inside batches and holds the codecs. See `compact.rs`
 //! for what is never removed and why.
 //!
@@ -50,8 +51,9 @@
 //!
 //! - Offsets increase: batch *n+1* starts after batch *n*'s last offset — right after it,
 //!   except where compaction removed whole batches ([`Log::compact`]) — and segment *i+1*'s
-//!   base offset is segment *i*'s next offset (compaction never removes a segment's last
-//!   batch). Appends are dense. Recovery enforces both.
+//!   base offset is segment *i*'s next offset (compaction keeps each rewritten segment's last
+//!   batch, and merges segments only whole). Appends are dense. Recovery enforces both, and
+//!   removes a segment that lies inside the one before it (left by a crash mid-merge).
 //! - There is always at least one segment; the last one is the only one appended to.
 //! - `log_start ≤ log_end`; reads are served for offsets in `[log_start, log_end]`.
 //! - Readers see only complete appends: the writer publishes a segment's size and then the

@@ -213,16 +213,15 @@ impl Log {
             let mut drop_rest_from = None;
             for (i, &base) in bases.iter().enumerate() {
                 let seg = Segment::open(dir, base).at(dir)?;
-                if let Some(prev) = segs.last() {
-                    if prev.next_offset() != base {
-                        tracing::warn!(
-                            segment = %seg.log_path().display(),
-                            expected = prev.next_offset(),
-                            "segment does not continue the previous one; dropping it and later segments"
-                        );
-                        drop_rest_from = Some(i);
-                        break;
-                    }
+                let prev_next = segs.last().map(|p| p.next_offset());
+                if prev_next.is_some_and(|next| base > next) {
+                    tracing::warn!(
+                        segment = %seg.log_path().display(),
+                        expected = prev_next,
+                        "segment does not continue the previous one; dropping it and later segments"
+                    );
+                    drop_rest_from = Some(i);
+                    break;
                 }
                 let mut needs_recovery = i >= recover_from;
                 if !needs_recovery {
@@ -235,7 +234,27 @@ impl Log {
                 if needs_recovery {
                     let r = seg.recover(interval).at(seg.log_path())?;
                     truncated = r.truncated_bytes > 0;
-                    recovered.push(i);
+                }
+                if let Some(next) = prev_next.filter(|&next| base < next) {
+                    // Starts inside the previous segment: a segment that compaction merged
+                    // into the previous one, left by a crash before its files were removed.
+                    // The previous file holds everything of it that compaction keeps.
+                    if seg.next_offset() <= next {
+                        tracing::info!(segment = %seg.log_path().display(), "removing segment merged by compaction");
+                        remove_segment_files(&seg).at(seg.log_path())?;
+                        dir_dirty = true;
+                        continue;
+                    }
+                    tracing::warn!(
+                        segment = %seg.log_path().display(),
+                        expected = next,
+                        "segment overlaps the previous one; dropping it and later segments"
+                    );
+                    drop_rest_from = Some(i);
+                    break;
+                }
+                if needs_recovery {
+                    recovered.push(segs.len());
                 }
                 segs.push(Arc::new(seg));
                 if truncated && i + 1 < bases.len() {
