@@ -11,6 +11,11 @@
 //! * `churn` — 2 partitions, tiny segments and `retention.bytes`, so the broker deletes segments
 //!   continuously. Acknowledged records at or above the log start must be present exactly once
 //!   at their offset; offsets are never reused.
+//! * `compacted` — 1 partition, `cleanup.policy=compact`, small segments and a low
+//!   `min.cleanable.dirty.ratio`, so the log cleaner rewrites and merges segments all the
+//!   time (and kills land mid-pass). Records are keyed by `seq % KEYS`; what is read back must
+//!   be acknowledged records at their offsets, with every key's latest acknowledged record
+//!   present unless a later one of the key is ([`crate::checker::check_compacted`]).
 //!
 //! The consumer group `torture-group` has members joining and leaving all the time (each lives
 //! 4–12 s), committing their positions synchronously; an observer fetches the committed offsets
@@ -42,7 +47,8 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde::Serialize;
 
 use crate::checker::{
-    check_records, Ack, CommitAck, CommitChecker, CommitVerdict, RecordId, RecordVerdict, Stored,
+    check_compacted, check_records, Ack, CommitAck, CommitChecker, CommitVerdict, CompactedVerdict,
+    RecordId, RecordVerdict, Stored,
 };
 use crate::process::BrokerProcess;
 
@@ -54,6 +60,12 @@ pub const CHURN: &str = "churn";
 pub const GROUP: &str = "torture-group";
 /// Producer number of the churn topic's producer.
 const CHURN_PRODUCER: u32 = 100;
+/// The compacted topic.
+pub const COMPACTED: &str = "compacted";
+/// Producer number of the compacted topic's producer.
+const COMPACTED_PRODUCER: u32 = 200;
+/// Distinct keys every producer cycles through (record `seq` has key `k{seq % KEYS}`).
+pub const KEYS: u64 = 97;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -118,6 +130,8 @@ pub struct KillRecord {
     pub since_membership_change_ms: u64,
     /// Milliseconds the restart took until the broker accepted connections.
     pub restart_ms: u64,
+    /// A compaction pass was writing its new segment file at the kill.
+    pub during_compaction: bool,
 }
 
 /// Whether an error key (see [`TortureReport::delivery_errors`]) is a consumer's.
@@ -138,6 +152,8 @@ pub struct TortureReport {
     pub records: RecordVerdict,
     /// The retention topic's verdict.
     pub churn: RecordVerdict,
+    /// The compacted topic's verdict.
+    pub compacted: CompactedVerdict,
     /// Records the retention topic's log start had advanced past by the end.
     pub churn_log_start: BTreeMap<i32, i64>,
     /// Committed group offsets.
@@ -164,6 +180,8 @@ pub struct TortureReport {
     pub kills_during_commit: u32,
     /// Kills while the retention topic's log start was moving.
     pub kills_during_retention: u32,
+    /// Kills while a compaction pass was writing.
+    pub kills_during_compaction: u32,
     /// One record per kill.
     pub kills: Vec<KillRecord>,
 }
@@ -185,6 +203,7 @@ impl TortureReport {
         self.producer_errors() == 0
             && self.records.ok()
             && self.churn.ok()
+            && self.compacted.ok()
             && self.commits.ok()
             && self.watermark_violations.is_empty()
             && self.records.acked > 0
@@ -196,6 +215,7 @@ impl TortureReport {
 struct Shared {
     acks: Mutex<Vec<Ack>>,
     churn_acks: Mutex<Vec<Ack>>,
+    compacted_acks: Mutex<Vec<Ack>>,
     errors: Mutex<BTreeMap<String, u64>>,
     last_ack_ms: AtomicI64,
     acks_total: AtomicU64,
@@ -215,9 +235,17 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// Which topic a producer writes, so its acknowledgements go to the right list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    Main,
+    Churn,
+    Compacted,
+}
+
 struct ProdCtx {
     shared: Arc<Shared>,
-    churn: bool,
+    target: Target,
 }
 
 impl ClientContext for ProdCtx {}
@@ -236,10 +264,10 @@ impl ProducerContext for ProdCtx {
                     partition: m.partition(),
                     offset: m.offset(),
                 };
-                if self.churn {
-                    self.shared.churn_acks.lock().push(ack);
-                } else {
-                    self.shared.acks.lock().push(ack);
+                match self.target {
+                    Target::Main => self.shared.acks.lock().push(ack),
+                    Target::Churn => self.shared.churn_acks.lock().push(ack),
+                    Target::Compacted => self.shared.compacted_acks.lock().push(ack),
                 }
                 let now = now_ms();
                 self.shared.last_ack_ms.store(now, Ordering::Relaxed);
@@ -270,7 +298,7 @@ fn base_client(bootstrap: &str) -> ClientConfig {
 fn producer(
     bootstrap: &str,
     shared: &Arc<Shared>,
-    churn: bool,
+    target: Target,
     compression: &str,
 ) -> anyhow::Result<ThreadedProducer<ProdCtx>> {
     base_client(bootstrap)
@@ -282,7 +310,7 @@ fn producer(
         .set("compression.type", compression)
         .create_with_context(ProdCtx {
             shared: shared.clone(),
-            churn,
+            target,
         })
         .context("creating a producer")
 }
@@ -309,7 +337,7 @@ fn producer_loop(
         let id = RecordId { producer, seq };
         let value = id.encode(rng.random_range(20..400));
         let partition = rng.random_range(0..partitions);
-        let key = format!("k{}", seq % 97);
+        let key = format!("k{}", seq % KEYS);
         let record = BaseRecord::to(topic)
             .partition(partition)
             .key(&key)
@@ -450,8 +478,12 @@ fn create_topics(bootstrap: &str, cfg: &TortureConfig) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    let compacted = NewTopic::new(COMPACTED, 1, TopicReplication::Fixed(1))
+        .set("cleanup.policy", "compact")
+        .set("segment.bytes", "16384")
+        .set("min.cleanable.dirty.ratio", "0.1");
     let results = rt.block_on(admin.create_topics(
-        [&main, &churn],
+        [&main, &churn, &compacted],
         &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
     ))?;
     for r in results {
@@ -465,6 +497,20 @@ fn create_topics(bootstrap: &str, cfg: &TortureConfig) -> anyhow::Result<()> {
 
 /// Counts `*.log` segment files under the topics' partition directories.
 fn count_segments(data_dir: &Path) -> usize {
+    count_files(data_dir, |p| p.extension().is_some_and(|x| x == "log"))
+}
+
+/// Whether a compaction pass was writing when the broker died: a `*.cleaned.tmp` file.
+fn compaction_in_progress(data_dir: &Path) -> bool {
+    count_files(data_dir, |p| {
+        p.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.ends_with(".cleaned.tmp"))
+    }) > 0
+}
+
+/// Counts files under `data_dir` that `pick` selects.
+fn count_files(data_dir: &Path, pick: impl Fn(&Path) -> bool) -> usize {
     let mut n = 0;
     let mut stack = vec![data_dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -475,7 +521,7 @@ fn count_segments(data_dir: &Path) -> usize {
             let p = e.path();
             if p.is_dir() {
                 stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "log") {
+            } else if pick(&p) {
                 n += 1;
             }
         }
@@ -574,7 +620,7 @@ pub fn run_keeping_records(cfg: &TortureConfig) -> anyhow::Result<(TortureReport
         let p = producer(
             &bootstrap,
             &shared,
-            false,
+            Target::Main,
             compressions[i as usize % compressions.len()],
         )?;
         let (s, parts, rate, seed) = (shared.clone(), cfg.partitions, cfg.rate, cfg.seed);
@@ -583,10 +629,26 @@ pub fn run_keeping_records(cfg: &TortureConfig) -> anyhow::Result<(TortureReport
         }));
     }
     {
-        let p = producer(&bootstrap, &shared, true, "none")?;
+        let p = producer(&bootstrap, &shared, Target::Churn, "none")?;
         let (s, rate, seed) = (shared.clone(), cfg.rate, cfg.seed);
         threads.push(std::thread::spawn(move || {
             Some(producer_loop(p, CHURN_PRODUCER, CHURN, 2, rate, seed, s))
+        }));
+    }
+    {
+        // lz4: the cleaner decompresses and recompresses every batch it rewrites.
+        let p = producer(&bootstrap, &shared, Target::Compacted, "lz4")?;
+        let (s, rate, seed) = (shared.clone(), cfg.rate / 2, cfg.seed);
+        threads.push(std::thread::spawn(move || {
+            Some(producer_loop(
+                p,
+                COMPACTED_PRODUCER,
+                COMPACTED,
+                1,
+                rate,
+                seed,
+                s,
+            ))
         }));
     }
     let mut member_threads = Vec::new();
@@ -610,6 +672,7 @@ pub fn run_keeping_records(cfg: &TortureConfig) -> anyhow::Result<(TortureReport
         seconds: 0.0,
         records: RecordVerdict::default(),
         churn: RecordVerdict::default(),
+        compacted: CompactedVerdict::default(),
         churn_log_start: BTreeMap::new(),
         commits: CommitVerdict::default(),
         sent: 0,
@@ -621,6 +684,7 @@ pub fn run_keeping_records(cfg: &TortureConfig) -> anyhow::Result<(TortureReport
         kills_during_rebalance: 0,
         kills_during_commit: 0,
         kills_during_retention: 0,
+        kills_during_compaction: 0,
         kills: Vec::new(),
     };
     let mut segments_before = count_segments(&data_dir);
@@ -660,6 +724,7 @@ pub fn run_keeping_records(cfg: &TortureConfig) -> anyhow::Result<(TortureReport
         let kill_ms = now_ms();
         broker.kill9()?;
         let segments = count_segments(&data_dir);
+        let during_compaction = compaction_in_progress(&data_dir);
         let acks_just_before = shared
             .recent_acks
             .lock()
@@ -711,12 +776,14 @@ pub fn run_keeping_records(cfg: &TortureConfig) -> anyhow::Result<(TortureReport
             commits_in_flight,
             since_membership_change_ms: since_change,
             restart_ms,
+            during_compaction,
         };
         report.kills_during_produce += u32::from(rec.acks_just_before > 0);
         report.kills_after_rolls += u32::from(rec.rolled > 0);
         report.kills_during_rebalance += u32::from(rec.since_membership_change_ms < 1500);
         report.kills_during_commit += u32::from(rec.commits_in_flight > 0);
         report.kills_during_retention += u32::from(churn_start > churn_start_before);
+        report.kills_during_compaction += u32::from(rec.during_compaction);
         churn_start_before = churn_start;
         segments_before = segments;
         eprintln!(
@@ -765,6 +832,13 @@ pub fn run_keeping_records(cfg: &TortureConfig) -> anyhow::Result<(TortureReport
     let churn_acks = shared.churn_acks.lock().clone();
     report.churn = check_records(&churn_acks, &churn_stored, &churn_low);
     report.churn_log_start = churn_low.into_iter().collect();
+    let (compacted_stored, _) = read_back(&bootstrap, COMPACTED, 1)?;
+    let compacted_acks = shared.compacted_acks.lock().clone();
+    report.compacted = check_compacted(
+        &compacted_acks,
+        compacted_stored.get(&0).map_or(&[][..], Vec::as_slice),
+        |id| id.seq % KEYS,
+    );
     report.commits = shared.commits.lock().verdict().clone();
     report.sent = shared.sent.load(Ordering::Relaxed);
     report.consumed = shared.consumed.load(Ordering::Relaxed);

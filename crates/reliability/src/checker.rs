@@ -181,6 +181,106 @@ pub fn check_records(
     v
 }
 
+/// The outcome of [`check_compacted`]: every `Vec` lists violations.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct CompactedVerdict {
+    /// Acknowledged records.
+    pub acked: u64,
+    /// Records read back after compaction.
+    pub read: u64,
+    /// Keys written.
+    pub keys: u64,
+    /// Keys whose latest acknowledged record is gone with nothing later of the key in its
+    /// place (what compaction must never do).
+    pub latest_lost: Vec<String>,
+    /// Records read back at an acknowledged offset that holds another record, or stored at
+    /// another offset than acknowledged.
+    pub misplaced: Vec<String>,
+    /// Offsets not strictly increasing, or unknown values.
+    pub malformed: Vec<String>,
+}
+
+impl CompactedVerdict {
+    /// Acknowledged records compaction removed (superseded by a later record of their key).
+    pub fn removed(&self) -> u64 {
+        self.acked.saturating_sub(self.read)
+    }
+
+    /// True when no rule is broken and compaction did remove records (else the check would
+    /// be vacuous).
+    pub fn ok(&self) -> bool {
+        self.latest_lost.is_empty()
+            && self.misplaced.is_empty()
+            && self.malformed.is_empty()
+            && self.acked > 0
+            && self.removed() > 0
+    }
+}
+
+/// Checks a compacted one-partition topic whose record `id` has key `key_of(id)`.
+///
+/// Rules: what is read back is a subset of what was written, each record at its acknowledged
+/// offset, offsets strictly increasing; and for every key, the latest acknowledged record is
+/// present, unless a later record of the same key (acknowledged or not) is — compaction only
+/// ever removes a record that a later one of its key supersedes.
+pub fn check_compacted(
+    acks: &[Ack],
+    stored: &[Stored],
+    key_of: impl Fn(&RecordId) -> u64,
+) -> CompactedVerdict {
+    let mut v = CompactedVerdict::default();
+    let mut latest_acked: HashMap<u64, Ack> = HashMap::new();
+    let mut acked_at: HashMap<i64, RecordId> = HashMap::new();
+    let mut acked_offset: HashMap<RecordId, i64> = HashMap::new();
+    for a in acks {
+        v.acked += 1;
+        acked_at.insert(a.offset, a.id);
+        acked_offset.insert(a.id, a.offset);
+        let e = latest_acked.entry(key_of(&a.id)).or_insert(*a);
+        if a.offset > e.offset {
+            *e = *a;
+        }
+    }
+    v.keys = latest_acked.len() as u64;
+    let mut last_read: HashMap<u64, (i64, RecordId)> = HashMap::new();
+    let mut prev = i64::MIN;
+    for r in stored {
+        v.read += 1;
+        if r.offset <= prev {
+            v.malformed
+                .push(format!("offset {} after {prev}", r.offset));
+        }
+        prev = r.offset;
+        let Some(id) = r.id else {
+            v.malformed.push(format!("unknown value at {}", r.offset));
+            continue;
+        };
+        match (acked_at.get(&r.offset), acked_offset.get(&id)) {
+            (Some(a), _) if *a != id => v.misplaced.push(format!(
+                "offset {} holds p{}:s{}, acknowledged for p{}:s{}",
+                r.offset, id.producer, id.seq, a.producer, a.seq
+            )),
+            (_, Some(&o)) if o != r.offset => v.misplaced.push(format!(
+                "p{}:s{} acknowledged at {o}, stored at {}",
+                id.producer, id.seq, r.offset
+            )),
+            _ => {}
+        }
+        last_read.insert(key_of(&id), (r.offset, id));
+    }
+    for (key, a) in &latest_acked {
+        match last_read.get(key) {
+            Some(&(offset, _)) if offset > a.offset => {} // superseded by a later record
+            Some(&(offset, id)) if offset == a.offset && id == a.id => {}
+            other => v.latest_lost.push(format!(
+                "key {key}: latest acknowledged p{}:s{} at {}, last read {other:?}",
+                a.id.producer, a.id.seq, a.offset
+            )),
+        }
+    }
+    v
+}
+
 /// A consumer-group offset commit the broker acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct CommitAck {
@@ -296,6 +396,29 @@ mod tests {
 
     fn one(p: i32, recs: &[(i64, u32, u64)]) -> BTreeMap<i32, Vec<Stored>> {
         BTreeMap::from([(p, stored(recs))])
+    }
+
+    #[test]
+    fn compacted_topic_rules() {
+        let key = |id: &RecordId| id.seq % 2;
+        // Keys 0 and 1, written 0..6 at offsets 0..6; compaction kept 4 and 5.
+        let acks: Vec<Ack> = (0..6).map(|s| ack(1, s, 0, s as i64)).collect();
+        let good = check_compacted(&acks, &stored(&[(4, 1, 4), (5, 1, 5)]), key);
+        assert!(good.ok(), "{good:?}");
+        assert_eq!((good.removed(), good.keys), (4, 2));
+        // Nothing removed: correct but vacuous.
+        let all: Vec<_> = (0..6).map(|s| (s as i64, 1, s)).collect();
+        let vacuous = check_compacted(&acks, &stored(&all), key);
+        assert!(vacuous.latest_lost.is_empty() && !vacuous.ok());
+        // The latest of key 1 gone, an older one kept: a value came back.
+        let lost = check_compacted(&acks, &stored(&[(3, 1, 3), (4, 1, 4)]), key);
+        assert_eq!(lost.latest_lost.len(), 1, "{lost:?}");
+        // A later, unacknowledged record of key 1 supersedes the acknowledged one.
+        let later = check_compacted(&acks, &stored(&[(4, 1, 4), (6, 1, 7)]), key);
+        assert!(later.ok(), "{later:?}");
+        // A record at another offset than acknowledged.
+        let moved = check_compacted(&acks, &stored(&[(4, 1, 4), (7, 1, 5)]), key);
+        assert_eq!(moved.misplaced.len(), 1, "{moved:?}");
     }
 
     #[test]

@@ -155,6 +155,19 @@ fn records_line(name: &str, v: &veritas_reliability::checker::RecordVerdict) -> 
     )
 }
 
+fn compacted_line(v: &veritas_reliability::checker::CompactedVerdict) -> String {
+    format!(
+        "compacted topic: {} acknowledged records over {} keys, {} read back after compaction ({} removed, must be > 0): latest of a key lost {}, misplaced {}, malformed {}",
+        v.acked,
+        v.keys,
+        v.read,
+        v.removed(),
+        v.latest_lost.len(),
+        v.misplaced.len(),
+        v.malformed.len()
+    )
+}
+
 fn torn_line(t: &torn::TornReport) -> String {
     format!(
         "torn writes: {} damaged copies {:?}: {} of {} batches served ({} intact before the damage); invalid batches served {}, not a prefix {}, intact batches lost {}, failures {}, CRC-less epoch flips served {}",
@@ -203,13 +216,14 @@ fn main() -> anyhow::Result<()> {
                 None
             };
             let mut summary = format!(
-                "broker torture: {} kill -9 cycles in {:.0} s, {} records sent, {} consumed by the group\n{}\n{}\ncommitted offsets: {} commits acknowledged, {} observations, {} moved backwards\nhigh watermark below an acknowledged offset after a restart: {}\nkills during produce {}, after segment rolls {}, within 1.5 s of a rebalance {}, with a commit in flight {}, while retention advanced {}\nproducer errors {} (must be 0); all client-side errors: {:?}",
+                "broker torture: {} kill -9 cycles in {:.0} s, {} records sent, {} consumed by the group\n{}\n{}\n{}\ncommitted offsets: {} commits acknowledged, {} observations, {} moved backwards\nhigh watermark below an acknowledged offset after a restart: {}\nkills during produce {}, after segment rolls {}, within 1.5 s of a rebalance {}, with a commit in flight {}, while retention advanced {}, while compaction was writing {}\nproducer errors {} (must be 0); all client-side errors: {:?}",
                 r.cycles,
                 r.seconds,
                 r.sent,
                 r.consumed,
                 records_line("torture topic", &r.records),
                 records_line("retention topic", &r.churn),
+                compacted_line(&r.compacted),
                 r.commits.acked,
                 r.commits.observations,
                 r.commits.backwards.len(),
@@ -219,6 +233,7 @@ fn main() -> anyhow::Result<()> {
                 r.kills_during_rebalance,
                 r.kills_during_commit,
                 r.kills_during_retention,
+                r.kills_during_compaction,
                 r.producer_errors(),
                 r.delivery_errors
             );
