@@ -385,6 +385,11 @@ impl Log {
                     _ => {}
                 }
             }
+            // The marker first, durably: a segment with gaps must never be read without it
+            // (recovery would cut it at the first gap).
+            let marker = Segment::compacted_path(&self.dir, base);
+            fs::File::create(&marker).at(&marker)?;
+            sync_dir(&self.dir)?;
             // The commit point: from here the first file covers the whole group, and open
             // removes the group's other files as covered if a crash leaves them.
             fs::rename(&c.tmp, first.log_path()).at(first.log_path())?;

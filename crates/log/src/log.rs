@@ -22,7 +22,8 @@ use crate::config::{FlushPolicy, LogConfig, TimestampType};
 use crate::error::{IoContext, LogError};
 use crate::producer::{self, ProducerEntry, ProducerSnapshot, ProducerStates, Verdict};
 use crate::segment::{
-    BatchMeta, ScanError, Segment, DELETED_SUFFIX, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX,
+    BatchMeta, ScanError, Segment, COMPACTED_SUFFIX, DELETED_SUFFIX, INDEX_SUFFIX, LOG_SUFFIX,
+    TIME_INDEX_SUFFIX,
 };
 
 /// How many producer state snapshots are kept (newest first).
@@ -175,6 +176,7 @@ impl Log {
             } else if let Some(base) = name
                 .strip_suffix(INDEX_SUFFIX)
                 .or_else(|| name.strip_suffix(TIME_INDEX_SUFFIX))
+                .or_else(|| name.strip_suffix(COMPACTED_SUFFIX))
                 .and_then(parse_stem)
             {
                 index_files.push((base, path));
@@ -183,7 +185,7 @@ impl Log {
         bases.sort_unstable();
         for (base, path) in index_files {
             if bases.binary_search(&base).is_err() {
-                tracing::info!(path = %path.display(), "removing index without segment");
+                tracing::info!(path = %path.display(), "removing index or marker without segment");
                 fs::remove_file(&path).at(&path)?;
                 dir_dirty = true;
             }
@@ -236,10 +238,11 @@ impl Log {
                     truncated = r.truncated_bytes > 0;
                 }
                 if let Some(next) = prev_next.filter(|&next| base < next) {
-                    // Starts inside the previous segment: a segment that compaction merged
-                    // into the previous one, left by a crash before its files were removed.
-                    // The previous file holds everything of it that compaction keeps.
-                    if seg.next_offset() <= next {
+                    // Starts inside the previous segment: if that one was rewritten by
+                    // compaction, a segment merged into it, left by a crash before its files
+                    // were removed. The previous file holds everything of it compaction keeps.
+                    let after_compacted = segs.last().is_some_and(|p| p.is_compacted());
+                    if after_compacted && seg.next_offset() <= next {
                         tracing::info!(segment = %seg.log_path().display(), "removing segment merged by compaction");
                         remove_segment_files(&seg).at(seg.log_path())?;
                         dir_dirty = true;

@@ -14,8 +14,8 @@ use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 
 use crate::batch::{
-    validate_stored_batch, BatchError, BatchErrorKind, BatchHeader, CountRule, HEADER_SIZE,
-    LOG_OVERHEAD, MIN_BATCH_LENGTH, NO_TIMESTAMP,
+    validate_batch, validate_stored_batch, BatchError, BatchErrorKind, BatchHeader, CountRule,
+    HEADER_SIZE, LOG_OVERHEAD, MIN_BATCH_LENGTH, NO_TIMESTAMP,
 };
 use crate::index::{OffsetIndex, TimeIndex, OFFSET_ENTRY_SIZE, TIME_ENTRY_SIZE};
 
@@ -27,6 +27,11 @@ pub const INDEX_SUFFIX: &str = ".index";
 pub const TIME_INDEX_SUFFIX: &str = ".timeindex";
 /// Suffix added to files of deleted segments before they are removed.
 pub const DELETED_SUFFIX: &str = ".deleted";
+/// Suffix of the empty marker file of a segment rewritten by compaction. Only such a segment
+/// may hold gaps in its offsets and batches with fewer records than offsets; recovery holds
+/// every other segment to dense offsets, so a flipped `baseOffset` (outside the CRC) is
+/// still caught there.
+pub const COMPACTED_SUFFIX: &str = ".compacted";
 
 /// Bytes read at a time when scanning a whole segment (recovery, replay).
 const SCAN_CHUNK: usize = 64 * 1024;
@@ -135,6 +140,9 @@ pub(crate) struct Segment {
     log_path: PathBuf,
     index_path: PathBuf,
     time_index_path: PathBuf,
+    compacted_path: PathBuf,
+    /// Rewritten by compaction (its marker file exists): gaps and short batches allowed.
+    compacted: bool,
     file: File,
     /// Bytes of complete batches (published after each write).
     size: AtomicU64,
@@ -156,6 +164,16 @@ impl Segment {
         )
     }
 
+    /// Path of the compaction marker of the segment at `base_offset`.
+    pub fn compacted_path(dir: &Path, base_offset: i64) -> PathBuf {
+        dir.join(format!("{}{COMPACTED_SUFFIX}", file_stem(base_offset)))
+    }
+
+    /// Whether compaction rewrote this segment.
+    pub fn is_compacted(&self) -> bool {
+        self.compacted
+    }
+
     /// Creates a new empty segment (truncating any leftover file of the same name).
     pub fn create(dir: &Path, base_offset: i64) -> io::Result<Segment> {
         let (log_path, index_path, time_index_path) = Segment::paths(dir, base_offset);
@@ -168,6 +186,11 @@ impl Segment {
         for p in [&index_path, &time_index_path] {
             File::create(p)?;
         }
+        let compacted_path = Segment::compacted_path(dir, base_offset);
+        match fs::remove_file(&compacted_path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
         let mut state = SegState::new();
         state.rewrite_index = false;
         Ok(Segment {
@@ -175,6 +198,8 @@ impl Segment {
             log_path,
             index_path,
             time_index_path,
+            compacted_path,
+            compacted: false,
             file,
             size: AtomicU64::new(0),
             next_offset: AtomicI64::new(base_offset),
@@ -190,11 +215,15 @@ impl Segment {
         let (log_path, index_path, time_index_path) = Segment::paths(dir, base_offset);
         let file = OpenOptions::new().read(true).write(true).open(&log_path)?;
         let len = file.metadata()?.len();
+        let compacted_path = Segment::compacted_path(dir, base_offset);
+        let compacted = compacted_path.exists();
         Ok(Segment {
             base_offset,
             log_path,
             index_path,
             time_index_path,
+            compacted_path,
+            compacted,
             file,
             size: AtomicU64::new(len),
             next_offset: AtomicI64::new(base_offset),
@@ -375,7 +404,7 @@ impl Segment {
 
     /// Renames the segment's files with the `.deleted` suffix (step one of a crash-safe delete).
     pub fn rename_for_delete(&self) -> io::Result<()> {
-        for p in [&self.log_path, &self.index_path, &self.time_index_path] {
+        for p in self.all_paths() {
             match fs::rename(p, deleted_path(p)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -387,7 +416,7 @@ impl Segment {
 
     /// Removes the renamed files (step two).
     pub fn remove_deleted(&self) -> io::Result<()> {
-        for p in [&self.log_path, &self.index_path, &self.time_index_path] {
+        for p in self.all_paths() {
             match fs::remove_file(deleted_path(p)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -395,6 +424,25 @@ impl Segment {
             }
         }
         Ok(())
+    }
+
+    /// Every file of the segment: data, indexes, compaction marker.
+    fn all_paths(&self) -> [&PathBuf; 4] {
+        [
+            &self.log_path,
+            &self.index_path,
+            &self.time_index_path,
+            &self.compacted_path,
+        ]
+    }
+
+    /// The count rule batches of this segment follow.
+    fn count_rule(&self) -> CountRule {
+        if self.compacted {
+            CountRule::AtMostRange
+        } else {
+            CountRule::Exact
+        }
     }
 
     fn scanner(&self, end: u64) -> Scanner<'_> {
@@ -582,7 +630,9 @@ impl Segment {
                 Expect::LastIs(last) if h.last_offset() != last => {
                     return Err(format!("index entry does not match the batch at {pos}"));
                 }
-                Expect::Base(base) if h.base_offset < base => {
+                Expect::Base(base)
+                    if h.base_offset < base || (!self.compacted && h.base_offset != base) =>
+                {
                     return Err(format!(
                         "batch at {pos} has offset {}, expected at least {base}",
                         h.base_offset
@@ -634,12 +684,12 @@ impl Segment {
         let mut pos = 0u64;
         let mut expected = self.base_offset;
         let failure = loop {
-            match sc.validated(pos) {
+            match sc.validated(pos, self.count_rule()) {
                 Ok(None) => break None,
                 Ok(Some(h)) => {
-                    // Offsets only increase; a compacted segment has gaps where whole
-                    // batches were removed.
-                    if h.base_offset < expected {
+                    // Offsets are dense, except in a compacted segment, which has gaps
+                    // where whole batches were removed.
+                    if h.base_offset < expected || (!self.compacted && h.base_offset != expected) {
                         break Some(ScanError::Offsets {
                             position: pos,
                             expected,
@@ -805,7 +855,7 @@ impl<'a> Scanner<'a> {
 
     /// Fully validated batch at `pos` (CRC computed in chunks, so a garbage length cannot
     /// make us buffer a whole file). `None` at the end.
-    fn validated(&mut self, pos: u64) -> Result<Option<BatchHeader>, ScanError> {
+    fn validated(&mut self, pos: u64, rule: CountRule) -> Result<Option<BatchHeader>, ScanError> {
         let Some(h) = self.header(pos)? else {
             return Ok(None);
         };
@@ -814,14 +864,16 @@ impl<'a> Scanner<'a> {
             let bytes = self
                 .bytes(pos, size)?
                 .ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
-            return validate_stored_batch(bytes, usize::MAX)
-                .map(Some)
-                .map_err(|kind| {
-                    ScanError::Bad(BatchError {
-                        position: pos,
-                        kind,
-                    })
-                });
+            let validate = match rule {
+                CountRule::Exact => validate_batch,
+                CountRule::AtMostRange => validate_stored_batch,
+            };
+            return validate(bytes, usize::MAX).map(Some).map_err(|kind| {
+                ScanError::Bad(BatchError {
+                    position: pos,
+                    kind,
+                })
+            });
         }
         let mut crc = 0u32;
         let mut p = pos + crate::batch::ATTRIBUTES_OFFSET as u64;
@@ -846,7 +898,7 @@ impl<'a> Scanner<'a> {
                 computed: crc,
             }));
         }
-        CountRule::AtMostRange.check(&h).map_err(bad)?;
+        rule.check(&h).map_err(bad)?;
         Ok(Some(h))
     }
 }

@@ -463,6 +463,10 @@ pub fn check_dir(
             }
         }
     }
+    // Partitions with segments rewritten by compaction are left out: their offsets may skip,
+    // so a flipped baseOffset there cannot be told from a gap (RELIABILITY.md, known limits);
+    // the torture checks them by key instead.
+    parts.retain(|d| !has_compacted_segment(d));
     parts.sort();
     for (n, part) in parts.iter().enumerate() {
         let (all, starts) = concat(&segments(part)?)?;
@@ -482,6 +486,14 @@ pub fn check_dir(
         }
     }
     Ok(report)
+}
+
+/// Whether a partition directory holds a segment compaction rewrote (a `*.compacted` marker).
+fn has_compacted_segment(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|rd| {
+        rd.flatten()
+            .any(|e| e.path().extension().is_some_and(|x| x == "compacted"))
+    })
 }
 
 fn read_offset_of_first(all: &[u8]) -> i64 {
