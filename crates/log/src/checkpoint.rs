@@ -11,6 +11,8 @@ use crate::error::{IoContext, LogError};
 pub const RECOVERY_POINT_FILE: &str = "recovery-point";
 /// Name of the log start offset checkpoint.
 pub const LOG_START_OFFSET_FILE: &str = "log-start-offset";
+/// Name of the compaction checkpoint: how far the last compaction pass examined the log.
+pub const CLEANER_OFFSET_FILE: &str = "cleaner-offset";
 /// Suffix of files being written; leftovers are removed on open.
 pub const TMP_SUFFIX: &str = ".tmp";
 

@@ -61,7 +61,7 @@ use crate::batch::{
     compute_crc, put_i32, BatchHeader, Compression, CRC_OFFSET, HEADER_SIZE, LENGTH_OFFSET,
     LOG_OVERHEAD, RECORD_COUNT_OFFSET,
 };
-use crate::checkpoint::sync_dir;
+use crate::checkpoint::{sync_dir, write_offset, CLEANER_OFFSET_FILE};
 use crate::error::{IoContext, LogError};
 use crate::records::{compress, parse_records, records_section, RecordView};
 use crate::segment::{file_stem, Segment, INDEX_SUFFIX, TIME_INDEX_SUFFIX};
@@ -191,6 +191,18 @@ impl Log {
             .and_then(|s| s.first_batch_timestamp())
     }
 
+    /// Records that a pass examined the log up to `to` (in memory and in `cleaner-offset`).
+    fn checkpoint_cleaned(&self, to: Option<i64>) -> Result<(), LogError> {
+        let Some(to) = to else {
+            return Ok(());
+        };
+        let was = self.cleaned_up_to.fetch_max(to, Ordering::AcqRel);
+        if to > was {
+            write_offset(&self.dir, CLEANER_OFFSET_FILE, to)?;
+        }
+        Ok(())
+    }
+
     /// One compaction pass (see the module docs of `compact`): for the closed segments old
     /// enough to clean, keeps the latest record of every key and drops expired tombstones.
     /// Runs concurrently with appends and reads; appends wait only for the final swap.
@@ -241,10 +253,7 @@ impl Log {
         }
         let cleanable = cleanable.get(..mapped).unwrap_or(&[]);
         out.segments_examined = cleanable.len();
-        if let Some(last) = cleanable.last() {
-            self.cleaned_up_to
-                .fetch_max(last.next_offset(), Ordering::AcqRel);
-        }
+        let examined_to = cleanable.last().map(|s| s.next_offset());
 
         // Consecutive cleanable segments whose bytes together fit in one segment are
         // rewritten as one (Kafka groups them the same way), so a compacted log does not
@@ -354,6 +363,7 @@ impl Log {
             cleaned.push(Cleaned { old: group, tmp });
         }
         if cleaned.is_empty() {
+            self.checkpoint_cleaned(examined_to)?;
             return Ok(out);
         }
 
@@ -421,6 +431,7 @@ impl Log {
         }
         *self.segments.write() = Arc::new(list);
         drop(w);
+        self.checkpoint_cleaned(examined_to)?;
         tracing::info!(
             dir = %self.dir.display(),
             segments = out.segments_rewritten,
@@ -727,6 +738,10 @@ mod tests {
             assert_eq!(log.dirty_ratio(T0, 0), 1.0);
             let out = log.compact(T0, &CompactionConfig::default()).unwrap();
             assert_eq!(log.dirty_ratio(T0, 0), 0.0);
+            // The cleaner checkpoint survives a restart: nothing is dirty after reopening.
+            log.close().unwrap();
+            let log = Log::open(dir.path(), small_segments(), false, T0).unwrap();
+            assert_eq!(log.dirty_ratio(T0, 0), 0.0, "{codec:?}");
             let after = contents(&log);
             check_compacted(&before, &after, false);
             assert!(

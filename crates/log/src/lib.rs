@@ -16,6 +16,7 @@
 //! | `{offset:020}.snapshot` | idempotent producer state as of `offset` (magic `VPS1`, CRC-32C, entries); the newest three are kept. |
 //! | `recovery-point` | text checkpoint (`0\n<offset>\n`): everything below `offset` was fsync'ed. |
 //! | `log-start-offset` | text checkpoint: the first readable offset. |
+//! | `cleaner-offset` | text checkpoint: how far compaction passes have examined the log (when the next pass is due). |
 //! | `{base:020}.compacted` | empty marker: compaction rewrote this segment, so its offsets may skip and its batches may hold fewer records than offsets. Made durable before the rewritten file is renamed into place; recovery holds every unmarked segment to dense offsets. |
 //!
 //! Checkpoints are written atomically (temporary file, fsync, rename, fsync of the directory).

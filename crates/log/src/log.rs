@@ -16,7 +16,8 @@ use crate::batch::{
     MAX_TIMESTAMP_OFFSET, NO_TIMESTAMP, PARTITION_LEADER_EPOCH_OFFSET,
 };
 use crate::checkpoint::{
-    read_offset, sync_dir, write_offset, LOG_START_OFFSET_FILE, RECOVERY_POINT_FILE, TMP_SUFFIX,
+    read_offset, sync_dir, write_offset, CLEANER_OFFSET_FILE, LOG_START_OFFSET_FILE,
+    RECOVERY_POINT_FILE, TMP_SUFFIX,
 };
 use crate::config::{FlushPolicy, LogConfig, TimestampType};
 use crate::error::{IoContext, LogError};
@@ -102,8 +103,9 @@ pub struct Log {
     dir_dirty: AtomicBool,
     /// Serialises compaction passes ([`Log::compact`]).
     cleaner: Mutex<()>,
-    /// Offset up to which the last compaction pass examined the log (in memory: after a
-    /// restart the whole log counts as not yet compacted).
+    /// Offset up to which compaction passes have examined the log, checkpointed to
+    /// `cleaner-offset` after each pass (Kafka's cleaner checkpoint). Only a hint for when to
+    /// run the next pass: a stale value delays or repeats one, never loses a record.
     cleaned_up_to: AtomicI64,
 }
 
@@ -328,7 +330,11 @@ impl Log {
             }),
             dir_dirty: AtomicBool::new(false),
             cleaner: Mutex::new(()),
-            cleaned_up_to: AtomicI64::new(0),
+            cleaned_up_to: AtomicI64::new(
+                read_offset(dir, CLEANER_OFFSET_FILE)
+                    .unwrap_or(0)
+                    .clamp(0, log_end),
+            ),
         };
         if dir_dirty || !recovered.is_empty() {
             sync_dir(dir)?;
