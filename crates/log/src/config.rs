@@ -13,6 +13,8 @@ pub use crate::batch::TimestampType;
 ///   flushes share it, group-commit style).
 /// - `every_bytes: Some(n)`: `append` fsyncs inline once `n` or more bytes are unflushed; a
 ///   power loss can lose up to `n` bytes of acknowledged appends.
+/// - `every_messages: Some(n)` (Kafka's `flush.messages`): `append` fsyncs inline once `n` or
+///   more records are unflushed; a power loss can lose fewer than `n` acknowledged records.
 /// - `interval_ms: Some(t)`: [`Log::flush_needed`](crate::Log::flush_needed) turns true once
 ///   unflushed data is `t` ms old; the owner (the broker's flusher task) then calls
 ///   [`Log::flush`](crate::Log::flush). A power loss can lose roughly the last `t` ms.
@@ -26,6 +28,8 @@ pub use crate::batch::TimestampType;
 pub struct FlushPolicy {
     /// Fsync inline once this many bytes are unflushed (`Some(0)`: every append).
     pub every_bytes: Option<u64>,
+    /// Fsync inline once this many records are unflushed (`Some(1)`: every append).
+    pub every_messages: Option<u64>,
     /// Ask for an fsync once the oldest unflushed append is this old.
     pub interval_ms: Option<u64>,
 }
@@ -36,6 +40,7 @@ impl Default for FlushPolicy {
     fn default() -> Self {
         FlushPolicy {
             every_bytes: None,
+            every_messages: None,
             interval_ms: Some(1000),
         }
     }
@@ -46,6 +51,7 @@ impl FlushPolicy {
     pub fn every_append() -> FlushPolicy {
         FlushPolicy {
             every_bytes: Some(0),
+            every_messages: None,
             interval_ms: None,
         }
     }
@@ -54,6 +60,7 @@ impl FlushPolicy {
     pub fn manual() -> FlushPolicy {
         FlushPolicy {
             every_bytes: None,
+            every_messages: None,
             interval_ms: None,
         }
     }
@@ -68,6 +75,10 @@ pub struct LogConfig {
     pub segment_bytes: u64,
     /// `segment.ms`: roll once the active segment's first append is this old. Default 7 days.
     pub segment_ms: i64,
+    /// `segment.jitter.ms`: each segment rolls up to this much earlier than `segment_ms`, by
+    /// an amount fixed per log and segment, so that partitions created together do not all
+    /// roll at once. Default 0.
+    pub segment_jitter_ms: i64,
     /// `retention.ms`: delete segments whose newest timestamp is older than this; -1 keeps
     /// everything. Default 7 days.
     pub retention_ms: i64,
@@ -95,6 +106,7 @@ impl Default for LogConfig {
         LogConfig {
             segment_bytes: 1 << 30,
             segment_ms: SEVEN_DAYS_MS,
+            segment_jitter_ms: 0,
             retention_ms: SEVEN_DAYS_MS,
             retention_bytes: -1,
             index_interval_bytes: 4096,
@@ -110,5 +122,21 @@ impl LogConfig {
     /// `segment_bytes` clamped to what 32-bit index positions can address (at least one byte).
     pub(crate) fn effective_segment_bytes(&self) -> u64 {
         self.segment_bytes.clamp(1, i32::MAX as u64)
+    }
+
+    /// How much earlier than `segment_ms` the segment identified by `salt` rolls: in
+    /// `[0, min(segment_jitter_ms, segment_ms))`, as Kafka draws it, but derived from `salt`
+    /// (the log and the segment) rather than drawn at random, so that it survives a restart.
+    pub(crate) fn roll_jitter_ms(&self, salt: u64) -> i64 {
+        let bound = self.segment_jitter_ms.min(self.segment_ms);
+        if bound <= 0 {
+            return 0;
+        }
+        // SplitMix64's finaliser: neighbouring salts give unrelated jitters.
+        let mut z = salt.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        (z % bound as u64) as i64
     }
 }

@@ -41,9 +41,10 @@
 //!
 //! - **Process crash** (`kill -9`): never loses an acknowledged append, whatever the policy —
 //!   [`Log::append`] returns only after the bytes are in the OS page cache.
-//! - **Power loss / kernel crash**: loses nothing acknowledged with `every_bytes: Some(0)`
-//!   (fsync before each append returns, shared by concurrent flushers); otherwise up to the
-//!   unflushed window (`every_bytes` bytes, or `interval_ms` of appends when the owner calls
+//! - **Power loss / kernel crash**: loses nothing acknowledged with `every_bytes: Some(0)` or
+//!   `every_messages: Some(1)` (fsync before each append returns, shared by concurrent
+//!   flushers); otherwise up to the unflushed window (`every_bytes` bytes, `every_messages`
+//!   records, or `interval_ms` of appends when the owner calls
 //!   [`Log::flush`] as [`Log::flush_needed`] asks). The default policy is a one-second
 //!   interval.
 //! - After either, recovery leaves a prefix of the appends: it never serves a torn, corrupt or

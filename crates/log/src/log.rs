@@ -81,6 +81,18 @@ struct Dirty {
     policy: FlushPolicy,
     since: Option<Instant>,
     bytes: u64,
+    messages: u64,
+}
+
+impl Dirty {
+    /// Whether the unflushed bytes or records call for an inline fsync.
+    fn over_threshold(&self) -> bool {
+        self.policy.every_bytes.is_some_and(|n| self.bytes >= n)
+            || self
+                .policy
+                .every_messages
+                .is_some_and(|n| self.messages >= n)
+    }
 }
 
 /// The durable, segmented, indexed log of one topic-partition. See the crate docs.
@@ -327,6 +339,7 @@ impl Log {
                 policy: config.flush,
                 since: None,
                 bytes: 0,
+                messages: 0,
             }),
             dir_dirty: AtomicBool::new(false),
             cleaner: Mutex::new(()),
@@ -478,11 +491,12 @@ impl Log {
         let mut active = self.active()?;
         let should_roll = !active.is_empty() && {
             let full = active.size() + batches.len() as u64 > segment_bytes;
+            let jitter = cfg.roll_jitter_ms(self.jitter_salt(active.base_offset));
             let old = active
                 .state
                 .read()
                 .rolling_base_ms
-                .is_some_and(|t| now_ms.saturating_sub(t) >= segment_ms);
+                .is_some_and(|t| now_ms.saturating_sub(t) >= segment_ms - jitter);
             let offsets = next - 1 - active.base_offset > i64::from(i32::MAX);
             full || old || offsets
         };
@@ -526,7 +540,8 @@ impl Log {
             let mut d = self.dirty.lock();
             d.since.get_or_insert_with(Instant::now);
             d.bytes += buf.len() as u64;
-            d.policy.every_bytes.is_some_and(|n| d.bytes >= n)
+            d.messages += (next - log_end) as u64;
+            d.over_threshold()
         };
         drop(w);
         if flush_now {
@@ -540,6 +555,21 @@ impl Log {
             log_start_offset: log_start,
             duplicate: false,
         })
+    }
+
+    /// What `segment.jitter.ms` is derived from for the segment at `base`: the log's directory
+    /// name (its topic-partition) and the segment, so partitions created together roll apart.
+    fn jitter_salt(&self, base: i64) -> u64 {
+        let name = self
+            .dir
+            .file_name()
+            .map(|n| n.as_encoded_bytes())
+            .unwrap_or_default();
+        // FNV-1a over the name; the segment's base offset mixed in.
+        let h = name.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        h ^ base as u64
     }
 
     /// Starts a new active segment at the log end (the caller holds the writer lock).
@@ -693,6 +723,7 @@ impl Log {
             let mut d = self.dirty.lock();
             d.since = None;
             d.bytes = 0;
+            d.messages = 0;
             self.log_end.load(Ordering::Acquire)
         };
         let rp = self.recovery_point.load(Ordering::Acquire);
@@ -737,7 +768,7 @@ impl Log {
         match d.since {
             None => false,
             Some(since) => {
-                d.policy.every_bytes.is_some_and(|n| d.bytes >= n)
+                d.over_threshold()
                     || d.policy
                         .interval_ms
                         .is_some_and(|ms| since.elapsed().as_millis() >= u128::from(ms))

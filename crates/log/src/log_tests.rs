@@ -279,6 +279,61 @@ fn rolls_by_age_of_first_append() {
 }
 
 #[test]
+fn segment_jitter_rolls_each_log_a_little_early() {
+    // Ten logs created together with segment.ms = 10 s and up to 5 s of jitter: each rolls
+    // once its first append is `10 s - jitter` old, the jitter fixed per log and segment, in
+    // [0, 5 s), and the logs do not all share one.
+    let config = LogConfig {
+        segment_ms: 10_000,
+        segment_jitter_ms: 5_000,
+        ..cfg()
+    };
+    let mut roll_ages = Vec::new();
+    for i in 0..10 {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join(format!("payments-{i}"));
+        std::fs::create_dir(&dir).unwrap();
+        let log = open(&dir, config.clone());
+        log.append(&batch(1, 10, T0), T0).unwrap();
+        // The first append time at which a second append lands in a new segment.
+        let mut age = 0;
+        while age <= 10_000 {
+            log.append(&batch(1, 10, T0), T0 + age).unwrap();
+            if log.segment_count() == 2 {
+                break;
+            }
+            age += 100;
+        }
+        assert_eq!(log.segment_count(), 2, "log {i} rolled by age");
+        assert!(
+            (5_100..=10_000).contains(&age),
+            "log {i} rolled at {age} ms"
+        );
+        roll_ages.push(age);
+    }
+    roll_ages.sort_unstable();
+    roll_ages.dedup();
+    assert!(
+        roll_ages.len() >= 5,
+        "jitter spreads the rolls: {roll_ages:?}"
+    );
+
+    // Without jitter (Kafka's default) the roll is at segment.ms exactly.
+    let plain = LogConfig {
+        segment_ms: 10_000,
+        ..cfg()
+    };
+    assert_eq!(plain.roll_jitter_ms(42), 0);
+    // The jitter never exceeds segment.ms, whatever segment.jitter.ms says.
+    let wide = LogConfig {
+        segment_ms: 1_000,
+        segment_jitter_ms: i64::MAX,
+        ..cfg()
+    };
+    assert!((0..1_000 * 1000).all(|salt| (0..1_000).contains(&wide.roll_jitter_ms(salt))));
+}
+
+#[test]
 fn retention_by_time_rolls_expired_active_segment() {
     let dir = tempfile::tempdir().unwrap();
     let one = batch(1, 100, T0);
@@ -615,8 +670,8 @@ fn flush_policy() {
         tempfile::tempdir().unwrap().path(),
         LogConfig {
             flush: FlushPolicy {
-                every_bytes: None,
                 interval_ms: Some(0),
+                ..FlushPolicy::manual()
             },
             ..cfg()
         },
@@ -639,7 +694,7 @@ fn flush_policy() {
         LogConfig {
             flush: FlushPolicy {
                 every_bytes: Some(b.len() as u64 * 3),
-                interval_ms: None,
+                ..FlushPolicy::manual()
             },
             ..cfg()
         },
@@ -658,6 +713,29 @@ fn flush_policy() {
     );
     log2.append(&b, T0).unwrap();
     assert!(!log2.flush_needed());
+
+    // flush.messages = 5: an fsync once five records are unflushed.
+    let log3 = open(
+        tempfile::tempdir().unwrap().path(),
+        LogConfig {
+            flush: FlushPolicy {
+                every_messages: Some(5),
+                ..FlushPolicy::manual()
+            },
+            ..cfg()
+        },
+    );
+    log3.append(&batch(2, 10, T0), T0).unwrap();
+    log3.append(&batch(2, 10, T0), T0).unwrap();
+    assert_eq!(log3.recovery_point(), 0, "four records unflushed");
+    log3.append(&batch(2, 10, T0), T0).unwrap();
+    assert_eq!(log3.recovery_point(), 6, "the fifth record made it fsync");
+    log3.append(&batch(1, 10, T0), T0).unwrap();
+    assert_eq!(
+        log3.recovery_point(),
+        6,
+        "the count starts again after a flush"
+    );
 }
 
 #[test]

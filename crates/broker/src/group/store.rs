@@ -410,8 +410,8 @@ impl OffsetStore {
         let mut config = log.config();
         let flush = config.flush;
         config.flush = FlushPolicy {
-            every_bytes: None,
             interval_ms: flush.interval_ms,
+            ..FlushPolicy::manual()
         };
         log.set_config(config);
         Ok(OffsetStore {

@@ -91,10 +91,7 @@ pub fn parse_host_port(s: &str) -> Result<(String, u16), String> {
 
 /// Parses a flush policy: `every-produce`, `interval:MS`, `bytes:N`, comma-separated.
 pub fn parse_flush(s: &str) -> Result<FlushPolicy, String> {
-    let mut p = FlushPolicy {
-        every_bytes: None,
-        interval_ms: None,
-    };
+    let mut p = FlushPolicy::manual();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         match part.split_once(':') {
             None if part == "every-produce" => p.every_bytes = Some(0),
