@@ -1,7 +1,9 @@
 """kafka-python (pure Python; idempotence on by default, opens with ApiVersions v4) against a
 Kafka broker: admin, a producer, a consumer with assign(), consumers with group_id that
-commit and resume, and a compacted topic read back after the broker's log cleaner ran (gaps in
-the offsets). Exits non-zero on any wrong result.
+commit and resume, a compacted topic read back after the broker's log cleaner ran (gaps in
+the offsets), and the topic configs that refuse a produce (a timestamp outside
+`message.timestamp.difference.max.ms`, acks=all under `min.insync.replicas=2`) raising the
+client's own errors. Exits non-zero on any wrong result.
 
     BOOTSTRAP=127.0.0.1:9092 python kafka_python_check.py
 """
@@ -100,8 +102,10 @@ def main():
 
     admin.delete_topics([topic])
     compacted(admin)
+    refusals(admin)
     admin.close()
-    print(f"kafka-python ok: {N} idempotent messages, assign(), group commit and resume, compaction")
+    print(f"kafka-python ok: {N} idempotent messages, assign(), group commit and resume, compaction, "
+          "refused produces")
 
 
 def compacted(admin):
@@ -147,6 +151,40 @@ def compacted(admin):
     for key, want in latest.items():
         check(last.get(key) == want, f"{key}: read {last.get(key)}, latest was {want}")
     print(f"compaction ok: {len(records)} of {produced} records left, latest of every key kept")
+
+
+def refusals(admin):
+    """A topic that takes timestamps within an hour of the broker's clock and wants two in-sync
+    replicas: a stale record fails with InvalidTimestampError, acks=all with
+    NotEnoughReplicasError (a single node is one replica), and what the topic admits is stored."""
+    topic = f"kp-limits-{uuid.uuid4().hex[:8]}"
+    admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1, topic_configs={
+        "message.timestamp.difference.max.ms": "3600000", "min.insync.replicas": "2"})])
+
+    def outcome(producer, timestamp_ms):
+        try:
+            producer.send(topic, key=b"k", value=b"v", partition=0, timestamp_ms=timestamp_ms).get(timeout=30)
+            return None
+        except kafka.errors.KafkaError as e:
+            return type(e)
+
+    now = int(time.time() * 1000)
+    leader = KafkaProducer(bootstrap_servers=BOOTSTRAP, acks=1, retries=0, enable_idempotence=False)
+    check(outcome(leader, now) is None, "a current timestamp is stored")
+    got = outcome(leader, now - 2 * 3600 * 1000)
+    check(got is kafka.errors.InvalidTimestampError, f"a two-hour-old timestamp: {got}")
+    leader.close()
+    everyone = KafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all", retries=0, enable_idempotence=False)
+    got = outcome(everyone, now)
+    check(got is kafka.errors.NotEnoughReplicasError, f"acks=all under min.insync.replicas=2: {got}")
+    everyone.close()
+    tp = TopicPartition(topic, 0)
+    c = KafkaConsumer(bootstrap_servers=BOOTSTRAP, enable_auto_commit=False)
+    end = c.end_offsets([tp])[tp]
+    c.close()
+    check(end == 1, f"only the admitted record was stored (log end {end})")
+    admin.delete_topics([topic])
+    print("refusals ok: InvalidTimestampError, NotEnoughReplicasError")
 
 
 if __name__ == "__main__":

@@ -167,7 +167,18 @@ const KEYS: &[KeyDef] = &[
         min: 0,
     },
     KeyDef {
+        // Deprecated by the two below (Kafka 3.6, KIP-937), which win when set.
         name: "message.timestamp.difference.max.ms",
+        kind: Kind::Long,
+        min: 0,
+    },
+    KeyDef {
+        name: "message.timestamp.before.max.ms",
+        kind: Kind::Long,
+        min: 0,
+    },
+    KeyDef {
+        name: "message.timestamp.after.max.ms",
         kind: Kind::Long,
         min: 0,
     },
@@ -239,6 +250,31 @@ const KEYS: &[KeyDef] = &[
         min: 0,
     },
 ];
+
+/// The window of CreateTime timestamps a topic accepts, relative to the broker's clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimestampBounds {
+    /// How far in the past a timestamp may be (`i64::MAX`: unbounded).
+    pub before_ms: i64,
+    /// How far in the future a timestamp may be (`i64::MAX`: unbounded).
+    pub after_ms: i64,
+}
+
+impl TimestampBounds {
+    /// Whether `timestamp` is acceptable at broker time `now_ms`.
+    pub fn admits(&self, timestamp: i64, now_ms: i64) -> bool {
+        now_ms.saturating_sub(timestamp) <= self.before_ms
+            && timestamp.saturating_sub(now_ms) <= self.after_ms
+    }
+
+    /// The accepted range at `now_ms`, for error messages.
+    pub fn range(&self, now_ms: i64) -> (i64, i64) {
+        (
+            now_ms.saturating_sub(self.before_ms),
+            now_ms.saturating_add(self.after_ms),
+        )
+    }
+}
 
 /// Why a topic config was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -518,6 +554,50 @@ impl TopicConfig {
         }
     }
 
+    /// How far a CreateTime record's timestamp may lie before and after the broker's clock
+    /// (`message.timestamp.before.max.ms` / `after.max.ms`, each falling back to the deprecated
+    /// `message.timestamp.difference.max.ms` while unset, as in Kafka 3.6+); `None` when
+    /// neither bound is set or the topic stamps LogAppendTime, which Kafka does not check.
+    pub fn timestamp_bounds(&self) -> Option<TimestampBounds> {
+        if self
+            .overrides
+            .get("message.timestamp.type")
+            .is_some_and(|t| t == "LogAppendTime")
+        {
+            return None;
+        }
+        let num = |k: &str| {
+            self.overrides
+                .get(k)
+                .and_then(|v| v.parse::<i64>().ok())
+                .filter(|&v| v < i64::MAX)
+        };
+        let difference = num("message.timestamp.difference.max.ms");
+        let before = num("message.timestamp.before.max.ms").or(difference);
+        let after = num("message.timestamp.after.max.ms").or(difference);
+        (before.is_some() || after.is_some()).then(|| TimestampBounds {
+            before_ms: before.unwrap_or(i64::MAX),
+            after_ms: after.unwrap_or(i64::MAX),
+        })
+    }
+
+    /// `min.insync.replicas` (1 unless set). One node is one in-sync replica, so above 1 every
+    /// acks=all produce fails NOT_ENOUGH_REPLICAS, as on a Kafka topic with too few replicas.
+    pub fn min_insync_replicas(&self) -> i64 {
+        self.overrides
+            .get("min.insync.replicas")
+            .and_then(|v| v.parse::<i64>().ok())
+            .unwrap_or(1)
+    }
+
+    /// `message.downconversion.enable` (true unless set): whether fetches that need the old
+    /// message formats (Fetch v0–3) are answered.
+    pub fn down_conversion_enabled(&self) -> bool {
+        self.overrides
+            .get("message.downconversion.enable")
+            .is_none_or(|v| v == "true")
+    }
+
     /// `max.compaction.lag.ms` when set below its default (unbounded).
     fn max_compaction_lag_ms(&self) -> Option<i64> {
         self.overrides
@@ -555,13 +635,17 @@ impl TopicConfig {
                 TimestampType::CreateTime
             };
         }
-        // Kafka's flush.messages=1 means "fsync every append"; flush.ms sets an interval.
+        if let Some(v) = num("segment.jitter.ms") {
+            c.segment_jitter_ms = v;
+        }
+        // Kafka's flush.messages=N: fsync once N records are unflushed (1: every append);
+        // flush.ms sets an interval.
         let flush_messages = num("flush.messages");
         let flush_ms = num("flush.ms");
         if flush_messages.is_some() || flush_ms.is_some() {
             let mut policy: FlushPolicy = c.flush;
-            if flush_messages == Some(1) {
-                policy.every_bytes = Some(0);
+            if let Some(n) = flush_messages {
+                policy.every_messages = Some(n.max(1) as u64);
             }
             if let Some(ms) = flush_ms {
                 policy.interval_ms = Some(ms.max(0) as u64);
@@ -600,13 +684,11 @@ fn default_value(key: &str, d: &LogConfig) -> (String, ConfigSource) {
         "message.format.version" => kafka_default("3.0-IV1"),
         "delete.retention.ms" => kafka_default("86400000"),
         "file.delete.delay.ms" => kafka_default("60000"),
-        "flush.messages" => {
-            if d.flush.every_bytes == Some(0) {
-                broker("1".into())
-            } else {
-                kafka_default("9223372036854775807")
-            }
-        }
+        "flush.messages" => match (d.flush.every_bytes, d.flush.every_messages) {
+            (Some(0), _) => broker("1".into()),
+            (_, Some(n)) => broker(n.to_string()),
+            _ => kafka_default("9223372036854775807"),
+        },
         "flush.ms" => match d.flush.interval_ms {
             Some(ms) => broker(ms.to_string()),
             None => kafka_default("9223372036854775807"),
@@ -624,7 +706,9 @@ fn default_value(key: &str, d: &LogConfig) -> (String, ConfigSource) {
             TimestampType::LogAppendTime => broker("LogAppendTime".into()),
             _ => kafka_default("CreateTime"),
         },
-        "message.timestamp.difference.max.ms" => kafka_default("9223372036854775807"),
+        "message.timestamp.difference.max.ms"
+        | "message.timestamp.before.max.ms"
+        | "message.timestamp.after.max.ms" => kafka_default("9223372036854775807"),
         "min.cleanable.dirty.ratio" => kafka_default("0.5"),
         "min.compaction.lag.ms" => kafka_default("0"),
         "min.insync.replicas" => kafka_default("1"),
@@ -642,7 +726,10 @@ fn default_value(key: &str, d: &LogConfig) -> (String, ConfigSource) {
             ref_default.segment_bytes.to_string(),
         ),
         "segment.index.bytes" => kafka_default("10485760"),
-        "segment.jitter.ms" => kafka_default("0"),
+        "segment.jitter.ms" => from(
+            d.segment_jitter_ms.to_string(),
+            ref_default.segment_jitter_ms.to_string(),
+        ),
         "segment.ms" => from(d.segment_ms.to_string(), ref_default.segment_ms.to_string()),
         "unclean.leader.election.enable" => kafka_default("false"),
         "message.downconversion.enable" => kafka_default("true"),
@@ -653,6 +740,90 @@ fn default_value(key: &str, d: &LogConfig) -> (String, ConfigSource) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamp_bounds_follow_kafka_3_6() {
+        let bounds = |pairs: &[(&str, &str)]| {
+            TopicConfig::from_pairs(pairs.iter().map(|(k, v)| (*k, Some(*v))))
+                .unwrap()
+                .timestamp_bounds()
+        };
+        assert_eq!(bounds(&[]), None);
+        let b = |before_ms, after_ms| {
+            Some(TimestampBounds {
+                before_ms,
+                after_ms,
+            })
+        };
+        // The deprecated key bounds both sides until a new key overrides one of them.
+        assert_eq!(
+            bounds(&[("message.timestamp.difference.max.ms", "100")]),
+            b(100, 100)
+        );
+        assert_eq!(
+            bounds(&[
+                ("message.timestamp.difference.max.ms", "100"),
+                ("message.timestamp.after.max.ms", "5"),
+            ]),
+            b(100, 5)
+        );
+        assert_eq!(
+            bounds(&[("message.timestamp.before.max.ms", "7")]),
+            b(7, i64::MAX)
+        );
+        // Long.MAX is Kafka's "unbounded" default, set or not.
+        assert_eq!(
+            bounds(&[("message.timestamp.before.max.ms", "9223372036854775807")]),
+            None
+        );
+        // LogAppendTime replaces the timestamp: nothing to check.
+        assert_eq!(
+            bounds(&[
+                ("message.timestamp.difference.max.ms", "100"),
+                ("message.timestamp.type", "LogAppendTime"),
+            ]),
+            None
+        );
+        let w = TimestampBounds {
+            before_ms: 10,
+            after_ms: 5,
+        };
+        assert!(w.admits(990, 1000) && w.admits(1005, 1000));
+        assert!(!w.admits(989, 1000) && !w.admits(1006, 1000));
+        assert!(w.admits(i64::MIN, i64::MIN) && !w.admits(i64::MAX, i64::MIN));
+        assert_eq!(w.range(1000), (990, 1005));
+    }
+
+    #[test]
+    fn flush_messages_jitter_and_single_node_keys_take_effect() {
+        let defaults = LogConfig::default();
+        let c = TopicConfig::from_pairs([
+            ("flush.messages", Some("500")),
+            ("segment.jitter.ms", Some("60000")),
+            ("min.insync.replicas", Some("2")),
+            ("message.downconversion.enable", Some("false")),
+        ])
+        .unwrap();
+        let log = c.log_config(&defaults);
+        assert_eq!(log.flush.every_messages, Some(500));
+        assert_eq!(log.flush.interval_ms, defaults.flush.interval_ms);
+        assert_eq!(log.segment_jitter_ms, 60_000);
+        assert_eq!(c.min_insync_replicas(), 2);
+        assert!(!c.down_conversion_enabled());
+        let plain = TopicConfig::default();
+        assert_eq!(plain.min_insync_replicas(), 1);
+        assert!(plain.down_conversion_enabled());
+        assert_eq!(plain.log_config(&defaults).flush.every_messages, None);
+        // Described as set; the defaults as Kafka's.
+        let value = |c: &TopicConfig, k: &str| c.effective(k, &defaults).unwrap().value;
+        assert_eq!(value(&c, "flush.messages"), "500");
+        assert_eq!(value(&plain, "flush.messages"), "9223372036854775807");
+        assert_eq!(value(&plain, "segment.jitter.ms"), "0");
+        assert_eq!(
+            value(&plain, "message.timestamp.after.max.ms"),
+            "9223372036854775807"
+        );
+    }
 
     #[test]
     fn compaction_policy_follows_kafka() {

@@ -10,13 +10,14 @@ use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use common::*;
+use kafka_protocol::messages::alter_configs_request::{AlterConfigsResource, AlterableConfig};
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, CreateTopicsRequest, FetchRequest, OffsetFetchRequest,
-    ProduceRequest, TopicName,
+    AlterConfigsRequest, ApiKey, ApiVersionsRequest, CreateTopicsRequest, FetchRequest,
+    OffsetFetchRequest, ProduceRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{
@@ -32,6 +33,7 @@ use veritas_legacy::{
 const CORRUPT_MESSAGE: i16 = 2;
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 const OFFSET_OUT_OF_RANGE: i16 = 1;
+const UNSUPPORTED_VERSION: i16 = 35;
 
 /// Request bodies written by sarama 1.22.1 (see that directory's README): four messages for
 /// `transactions`/2, keys `card-0`, null, `card-2`, `card-3`, values `{"amount":10i}` (the
@@ -661,6 +663,117 @@ async fn modern_batches_are_down_converted_for_old_fetchers() {
         (msgs[0].offset, msgs[0].value.as_deref()),
         (20, Some(&b"late"[..]))
     );
+    broker.shutdown().await.unwrap();
+}
+
+/// `message.downconversion.enable=false`: Fetch v0–3, which can only be served by
+/// down-converting, is answered UNSUPPORTED_VERSION for the topic's partitions (as Kafka does);
+/// modern fetchers and old producers are unaffected, and setting it back serves old fetchers.
+#[tokio::test]
+async fn disabled_down_conversion_refuses_old_fetchers() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(config(dir.path())).await;
+    let mut c = RawClient::connect(&broker).await;
+    let topic_config = |value: &'static str| {
+        vec![CreatableTopicConfig::default()
+            .with_name(StrBytes::from_static_str("message.downconversion.enable"))
+            .with_value(Some(StrBytes::from_static_str(value)))]
+    };
+    let r = c
+        .call(
+            7,
+            &CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
+                .with_name(name("nodown"))
+                .with_num_partitions(1)
+                .with_replication_factor(1)
+                .with_configs(topic_config("false"))]),
+        )
+        .await;
+    assert_eq!(r.topics[0].error_code, 0);
+    let ts0 = now_ms();
+    let req = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(name("nodown"))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(modern_batch(
+                    &[(Some("a"), "1", ts0), (Some("b"), "2", ts0)],
+                    0,
+                    BatchCompression::None,
+                )))])]);
+    assert_eq!(
+        c.call(3, &req).await.responses[0].partition_responses[0].error_code,
+        0
+    );
+    // An old producer still writes (up-conversion is not affected).
+    let set = encode_message_set(
+        &[Message {
+            offset: 0,
+            timestamp: Some(ts0),
+            timestamp_type: TimestampType::CreateTime,
+            key: None,
+            value: Some(Bytes::from_static(b"3")),
+        }],
+        Magic::V1,
+        Compression::None,
+    )
+    .unwrap();
+    let mut old = Legacy::connect(&broker).await;
+    let answer = parse_produce(
+        2,
+        old.call(ApiKey::Produce, 2, &produce_body(1, "nodown", &[(0, &set)]))
+            .await,
+    );
+    assert_eq!((answer[0].error, answer[0].base_offset), (0, 2));
+
+    for version in 0..=3 {
+        let f = parse_fetch(
+            version,
+            old.call(
+                ApiKey::Fetch,
+                version,
+                &fetch_body(version, "nodown", 0, 0, 1 << 20, 0),
+            )
+            .await,
+        );
+        assert_eq!(
+            (f.error, f.high_watermark, f.set.len()),
+            (UNSUPPORTED_VERSION, -1, 0),
+            "Fetch v{version}"
+        );
+    }
+    // Modern fetchers read all three records.
+    let mut stored = modern_fetch(&mut c, 4, "nodown", 0, 0).await;
+    let batches = RecordBatchDecoder::decode_all(&mut stored).unwrap();
+    assert_eq!(batches.iter().map(|b| b.records.len()).sum::<usize>(), 3);
+
+    // Enabled again at runtime: old fetchers get their message sets.
+    let r = c
+        .call(
+            1,
+            &AlterConfigsRequest::default().with_resources(vec![AlterConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(StrBytes::from_static_str("nodown"))
+                .with_configs(vec![AlterableConfig::default()
+                    .with_name(StrBytes::from_static_str("message.downconversion.enable"))
+                    .with_value(Some(StrBytes::from_static_str("true")))])]),
+        )
+        .await;
+    assert_eq!(r.responses[0].error_code, 0);
+    for version in 0..=3 {
+        let body = old
+            .call(
+                ApiKey::Fetch,
+                version,
+                &fetch_body(version, "nodown", 0, 0, 1 << 20, 0),
+            )
+            .await;
+        let f = parse_fetch(version, body);
+        assert_eq!((f.error, f.high_watermark), (0, 3), "Fetch v{version}");
+        assert_eq!(messages(version, &f.set).len(), 3, "Fetch v{version}");
+    }
     broker.shutdown().await.unwrap();
 }
 

@@ -15,6 +15,9 @@
 //! | OffsetCommit v0–1 | OffsetCommit v2 | v0 has no membership (generation -1, empty member: a standalone commit); v1's per-partition commit timestamps are ignored, the broker's offset retention applies |
 //! | OffsetFetch v0 | OffsetFetch v1 | the same layout; a top-level error is repeated in every partition |
 //!
+//! A topic whose `message.downconversion.enable` is false answers Fetch v0–3 with
+//! UNSUPPORTED_VERSION for its partitions, as Kafka does.
+//!
 //! A partition whose message set is invalid is answered CORRUPT_MESSAGE (MESSAGE_TOO_LARGE for
 //! a decompression bomb) and the rest of the request proceeds; a stored batch that cannot be
 //! down-converted gives its partition CORRUPT_MESSAGE. A body that does not decode closes the
@@ -111,6 +114,7 @@ pub(crate) async fn handle(
         ApiKey::Fetch => {
             let req = veritas_legacy::fetch::decode_request(&body, version).map_err(bad_body)?;
             let mut resp = fetch::handle(&ctx, req.clone()).await;
+            refuse_down_conversion(shared, &mut resp);
             let failures = veritas_legacy::fetch::down_convert(
                 &mut resp,
                 &req,
@@ -164,6 +168,28 @@ pub(crate) async fn handle(
             api: other,
             version,
         }),
+    }
+}
+
+/// Answers UNSUPPORTED_VERSION, with no records, for the partitions of topics whose
+/// `message.downconversion.enable` is false, as Kafka does for Fetch v0–3 (the old formats
+/// can only be served by down-converting).
+fn refuse_down_conversion(shared: &Shared, resp: &mut kafka_protocol::messages::FetchResponse) {
+    for topic in &mut resp.responses {
+        let refused = shared
+            .cluster
+            .topic(&topic.topic)
+            .is_some_and(|t| !t.config().down_conversion_enabled());
+        if !refused {
+            continue;
+        }
+        for p in &mut topic.partitions {
+            p.error_code = kafka_protocol::error::ResponseError::UnsupportedVersion.code();
+            p.high_watermark = -1;
+            p.last_stable_offset = -1;
+            p.log_start_offset = -1;
+            p.records = Some(Bytes::new());
+        }
     }
 }
 

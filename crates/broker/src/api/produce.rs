@@ -11,7 +11,11 @@
 //! UNKNOWN_TOPIC_OR_PARTITION (produce never auto-creates; Kafka creates topics on Metadata),
 //! INVALID_TOPIC_EXCEPTION (the internal topic `__consumer_offsets`, which only the broker
 //! writes, as in Kafka), CORRUPT_MESSAGE, MESSAGE_TOO_LARGE, INVALID_RECORD (also for a record
-//! without a key on a `cleanup.policy=compact` topic, as in Kafka), OUT_OF_ORDER_SEQUENCE_NUMBER, INVALID_PRODUCER_EPOCH, KAFKA_STORAGE_ERROR; acks other than
+//! without a key on a `cleanup.policy=compact` topic, as in Kafka), INVALID_TIMESTAMP (a
+//! CreateTime outside the topic's `message.timestamp.*.max.ms` window; the records named in
+//! `record_errors`), NOT_ENOUGH_REPLICAS (acks=all on a topic whose `min.insync.replicas`
+//! exceeds the one replica a single node has), OUT_OF_ORDER_SEQUENCE_NUMBER,
+//! INVALID_PRODUCER_EPOCH, KAFKA_STORAGE_ERROR; acks other than
 //! 0, 1 and -1 give INVALID_REQUIRED_ACKS everywhere. Transactional produce is not supported
 //! (TRANSACTIONAL_ID_AUTHORIZATION_FAILED), as InitProducerId refuses transactional ids.
 //!
@@ -26,7 +30,9 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::VersionRange;
 use kafka_protocol::records::{
@@ -35,7 +41,7 @@ use kafka_protocol::records::{
 
 use super::{first_error, sb, Ctx, Outcome};
 use crate::cluster::{now_ms, Partition};
-use crate::config::TopicConfig;
+use crate::config::{TimestampBounds, TopicConfig};
 use crate::records::log_error_code;
 
 /// Versions served.
@@ -56,8 +62,11 @@ pub async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceRespons
     let mut responses = Vec::with_capacity(req.topic_data.len());
     for topic_data in req.topic_data {
         let topic = ctx.shared.cluster.topic(&topic_data.name);
-        let recompress_to = topic.as_ref().and_then(|t| target_codec(&t.config()));
-        let compacted = topic.as_ref().is_some_and(|t| t.config().compacts());
+        let config = topic.as_ref().map(|t| t.config());
+        let recompress_to = config.as_ref().and_then(target_codec);
+        let compacted = config.as_ref().is_some_and(TopicConfig::compacts);
+        let bounds = config.as_ref().and_then(TopicConfig::timestamp_bounds);
+        let min_insync = config.as_ref().map_or(1, TopicConfig::min_insync_replicas);
         let mut partitions = Vec::with_capacity(topic_data.partition_data.len());
         for pd in topic_data.partition_data {
             // Errors answer base offset -1, as Kafka's do.
@@ -102,18 +111,31 @@ pub async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceRespons
                     }
                 },
             };
-            if compacted {
-                if let Err((code, message)) = check_keys(&records) {
-                    r.error_code = code;
+            if acks == -1 && min_insync > 1 {
+                // One node is one in-sync replica (Kafka's NotEnoughReplicasException).
+                r.error_code = ResponseError::NotEnoughReplicas.code();
+                r.error_message = Some(sb(format!(
+                    "the in-sync replica set of {}-{} has 1 replica, fewer than its \
+                     min.insync.replicas of {min_insync}",
+                    topic_data.name.0, pd.index
+                )));
+                partitions.push(r);
+                continue;
+            }
+            let now = now_ms();
+            if compacted || bounds.is_some() {
+                if let Err(rejection) = check_records(&records, compacted, bounds, now) {
+                    r.error_code = rejection.code;
                     r.error_message = Some(sb(format!(
-                        "{message} (compacted topic {}, partition {})",
-                        topic_data.name.0, pd.index
+                        "{} (topic {}, partition {})",
+                        rejection.message, topic_data.name.0, pd.index
                     )));
+                    r.record_errors = rejection.record_errors;
                     partitions.push(r);
                     continue;
                 }
             }
-            match partition.log.append(&records, now_ms()) {
+            match partition.log.append(&records, now) {
                 Ok(info) => {
                     r.base_offset = info.base_offset;
                     r.log_append_time_ms = info.log_append_time;
@@ -156,11 +178,34 @@ pub async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceRespons
     Some(ProduceResponse::default().with_responses(responses))
 }
 
-/// A compacted topic keeps the latest record *of each key*, so, as Kafka does, it refuses
-/// records without a key (INVALID_RECORD) and records it cannot decode (CORRUPT_MESSAGE).
-/// Batches that fail validation are left to the log, which answers them.
-fn check_keys(records: &[u8]) -> Result<(), (i16, &'static str)> {
+/// Why a partition's records were refused before reaching the log.
+struct Rejection {
+    code: i16,
+    message: String,
+    /// Kafka's per-record errors (Produce v8+): the index of each offending record.
+    record_errors: Vec<BatchIndexAndErrorMessage>,
+}
+
+/// The checks that need the records themselves, done only for topics that ask for them:
+///
+/// * a compacted topic keeps the latest record *of each key*, so, as Kafka does, it refuses
+///   records without a key (INVALID_RECORD);
+/// * a topic with `message.timestamp.{before,after,difference}.max.ms` refuses the batch if
+///   any record's CreateTime lies outside the window around the broker's clock
+///   (INVALID_TIMESTAMP, each such record named in `record_errors`), as Kafka's log
+///   validator does; `-1` (no timestamp) is not checked.
+///
+/// Records it cannot decode are CORRUPT_MESSAGE. Batches that fail validation are left to the
+/// log, which answers them precisely.
+fn check_records(
+    records: &[u8],
+    compacted: bool,
+    bounds: Option<TimestampBounds>,
+    now: i64,
+) -> Result<(), Rejection> {
     use veritas_log::records::{parse_records, records_section};
+    let mut index = 0i32;
+    let mut late = Vec::new();
     for batch in veritas_log::batch::BatchIter::new(records) {
         let Ok(batch) = batch else {
             return Ok(());
@@ -168,20 +213,49 @@ fn check_keys(records: &[u8]) -> Result<(), (i16, &'static str)> {
         if batch.header.is_control() {
             continue;
         }
-        let corrupt = (
-            ResponseError::CorruptMessage.code(),
-            "records could not be decoded",
-        );
-        let section = records_section(batch.bytes, &batch.header).map_err(|_| corrupt)?;
-        let parsed = parse_records(&section, batch.header.record_count).map_err(|_| corrupt)?;
-        if parsed.iter().any(|r| r.key.is_none()) {
-            return Err((
-                ResponseError::InvalidRecord.code(),
-                "a compacted topic cannot accept a record without a key",
-            ));
+        let corrupt = || Rejection {
+            code: ResponseError::CorruptMessage.code(),
+            message: "records could not be decoded".to_owned(),
+            record_errors: Vec::new(),
+        };
+        let section = records_section(batch.bytes, &batch.header).map_err(|_| corrupt())?;
+        let parsed = parse_records(&section, batch.header.record_count).map_err(|_| corrupt())?;
+        for record in &parsed {
+            if compacted && record.key.is_none() {
+                return Err(Rejection {
+                    code: ResponseError::InvalidRecord.code(),
+                    message: "a compacted topic cannot accept a record without a key".to_owned(),
+                    record_errors: vec![BatchIndexAndErrorMessage::default()
+                        .with_batch_index(index)
+                        .with_batch_index_error_message(Some(sb("record without a key")))],
+                });
+            }
+            let timestamp = batch
+                .header
+                .base_timestamp
+                .saturating_add(record.timestamp_delta);
+            if let Some(b) = bounds.filter(|b| timestamp != -1 && !b.admits(timestamp, now)) {
+                let (from, to) = b.range(now);
+                late.push(
+                    BatchIndexAndErrorMessage::default()
+                        .with_batch_index(index)
+                        .with_batch_index_error_message(Some(sb(format!(
+                            "Timestamp {timestamp} of the record at index {index} is out of \
+                             range. The timestamp should be within [{from}, {to}]"
+                        )))),
+                );
+            }
+            index = index.saturating_add(1);
         }
     }
-    Ok(())
+    if late.is_empty() {
+        return Ok(());
+    }
+    Err(Rejection {
+        code: ResponseError::InvalidTimestamp.code(),
+        message: "One or more records have been rejected due to invalid timestamp".to_owned(),
+        record_errors: late,
+    })
 }
 
 /// The codec a topic's `compression.type` imposes, or `None` for `producer` (keep the
