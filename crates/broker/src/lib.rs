@@ -19,6 +19,8 @@
 //! * [`config`] — broker configuration and the per-topic configuration keys we understand.
 //! * [`group`] — the group coordinator: classic consumer groups and committed offsets, stored
 //!   durably in the internal topic `__consumer_offsets`.
+//! * [`maintenance`] — the background rounds: flushes, retention, the log cleaner; failures
+//!   counted, reported once a minute while they last, failed cleaner passes backed off.
 //!
 //! Storage is the `veritas-log` crate: this crate owns no file formats beyond topic metadata.
 //!
@@ -39,6 +41,7 @@ pub mod config;
 pub mod connection;
 pub mod frame;
 pub mod group;
+pub mod maintenance;
 pub mod metrics;
 mod producer_ids;
 pub mod records;

@@ -40,6 +40,8 @@ pub struct BrokerMetrics {
     /// Records removed by log compaction (superseded by a later record of the same key, or
     /// expired tombstones).
     pub compacted_records: IntCounter,
+    /// Background tasks that failed, by task (`flush`, `retention`, `compaction`).
+    pub maintenance_failures: IntCounterVec,
 }
 
 impl BrokerMetrics {
@@ -93,6 +95,13 @@ impl BrokerMetrics {
                 "veritas_broker_compacted_records_total",
                 "Records removed by log compaction",
             )?,
+            maintenance_failures: IntCounterVec::new(
+                Opts::new(
+                    "veritas_broker_maintenance_failures_total",
+                    "Background tasks that failed, by task",
+                ),
+                &["task"],
+            )?,
         };
         registry.register(Box::new(m.requests.clone()))?;
         registry.register(Box::new(m.request_seconds.clone()))?;
@@ -109,6 +118,7 @@ impl BrokerMetrics {
         registry.register(Box::new(m.log_bytes.clone()))?;
         registry.register(Box::new(m.groups.clone()))?;
         registry.register(Box::new(m.compacted_records.clone()))?;
+        registry.register(Box::new(m.maintenance_failures.clone()))?;
         Ok(m)
     }
 }

@@ -198,7 +198,7 @@ impl Broker {
         tracing::info!(listen = %local_addr, advertised = ?shared.advertised, "broker listening");
 
         let accept_task = tokio::spawn(accept_loop(listener, shared.clone()));
-        let maintenance_task = tokio::spawn(maintenance_loop(shared.clone()));
+        let maintenance_task = tokio::spawn(crate::maintenance::run(shared.clone()));
         Ok(Broker {
             shared,
             local_addr,
@@ -355,66 +355,4 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) -> JoinSet<()> 
     }
     tracing::info!("listener closed");
     connections
-}
-
-/// The log cleaner: a compaction pass over every partition of a `cleanup.policy=compact`
-/// topic whose not yet compacted share of closed segments reached `min.cleanable.dirty.ratio`,
-/// or whose oldest such record is older than `max.compaction.lag.ms`.
-/// Internal topics are left to their owner (the group coordinator rewrites its own log).
-fn compact(shared: &Shared, now: i64) {
-    for topic in shared.cluster.topics() {
-        let config = topic.config();
-        if topic.internal || !config.compacts() {
-            continue;
-        }
-        let policy = config.compaction();
-        for p in topic.partitions() {
-            if !policy.due(&p.log, now) {
-                continue;
-            }
-            match p.log.compact(now, &policy.config) {
-                Ok(out) => shared
-                    .metrics
-                    .compacted_records
-                    .inc_by(out.records_removed + out.tombstones_removed),
-                Err(e) => tracing::error!(partition = ?p, error = %e, "compaction failed"),
-            }
-        }
-    }
-}
-
-async fn maintenance_loop(shared: Arc<Shared>) {
-    let mut tick = tokio::time::interval(shared.config.maintenance_interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let s = shared.clone();
-        let _ = tokio::task::spawn_blocking(move || maintain(&s)).await;
-    }
-}
-
-/// One round of background work: interval/bytes flushes, retention, compaction, gauges.
-fn maintain(shared: &Shared) {
-    let now = crate::cluster::now_ms();
-    let mut log_bytes = 0u64;
-    let partitions = shared.cluster.all_partitions();
-    for p in &partitions {
-        if p.log.flush_needed() {
-            if let Err(e) = p.log.flush() {
-                tracing::error!(partition = ?p, error = %e, "flush failed");
-            }
-        }
-        match p.log.enforce_retention(now) {
-            Ok(_) => {}
-            Err(e) => tracing::error!(partition = ?p, error = %e, "retention failed"),
-        }
-        log_bytes += p.log.size_bytes();
-    }
-    compact(shared, now);
-    shared.metrics.partitions.set(partitions.len() as i64);
-    shared
-        .metrics
-        .topics
-        .set(shared.cluster.topics().len() as i64);
-    shared.metrics.log_bytes.set(log_bytes as i64);
 }

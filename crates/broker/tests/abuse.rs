@@ -355,6 +355,20 @@ async fn produce_to_a_full_disk_is_refused_with_a_storage_error_and_recovers() {
     .await
     .unwrap();
     assert_eq!(got, want, "acknowledged records after the disk filled");
+    // The background flush cannot write its checkpoint either: counted, and (see the log) not
+    // reported on every round.
+    let flush_failures = || {
+        broker
+            .shared()
+            .metrics
+            .maintenance_failures
+            .with_label_values(&["flush"])
+            .get()
+    };
+    wait_for("a failed background flush to be counted", || async {
+        (flush_failures() > 0).then_some(())
+    })
+    .await;
 
     // Space returns: produce succeeds again, at the next offset.
     assert!(fs.resize("64m"), "remount with more space");
