@@ -4,7 +4,7 @@
 
 mod common;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use common::*;
 use kafka_protocol::messages::alter_configs_request::{AlterConfigsResource, AlterableConfig};
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
@@ -12,9 +12,7 @@ use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::{Compression, Record, RecordBatchDecoder, TimestampType};
 
 fn s(v: &str) -> StrBytes {
     StrBytes::from_string(v.to_owned())
@@ -46,20 +44,6 @@ fn records(n: usize, producer_id: i64, sequence: i32) -> Vec<Record> {
                 .collect(),
         })
         .collect()
-}
-
-fn encode(records: &[Record], compression: Compression) -> Bytes {
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression,
-        },
-    )
-    .unwrap();
-    buf.freeze()
 }
 
 async fn create(c: &mut RawClient, topic: &str, compression: Option<&str>) {
@@ -158,11 +142,11 @@ async fn batches_are_rewritten_with_the_topic_codec() {
             (&snappy, Compression::Snappy),
             (&idem, Compression::Zstd),
         ] {
-            let (code, _) = produce(&mut c, &topic, encode(batch, codec)).await;
+            let (code, _) = produce(&mut c, &topic, encode_batch(batch, codec)).await;
             assert_eq!(code, 0, "{topic} {codec:?}");
             sent.push((codec, batch.clone()));
         }
-        let (code, base) = produce(&mut c, &topic, encode(&idem, Compression::Zstd)).await;
+        let (code, base) = produce(&mut c, &topic, encode_batch(&idem, Compression::Zstd)).await;
         assert_eq!((code, base), (0, 27), "{topic}: the retry is a duplicate");
 
         let batches = stored(&mut c, &topic).await;
@@ -204,13 +188,13 @@ async fn recompression_is_bounded_and_corruption_still_detected() {
     // 70 MiB of zeros in a gzip batch of a few dozen KiB: more than the 64 MiB budget.
     let mut bomb = records(1, -1, -1);
     bomb[0].value = Some(Bytes::from(vec![0u8; 70 << 20]));
-    let bomb = encode(&bomb, Compression::Gzip);
+    let bomb = encode_batch(&bomb, Compression::Gzip);
     assert!(bomb.len() < 1 << 20);
     let (code, _) = produce(&mut c, "bounded", bomb).await;
     assert_eq!(code, 10, "MESSAGE_TOO_LARGE");
 
     // A corrupted batch is not "repaired" by re-encoding: the CRC check still refuses it.
-    let mut bad = encode(&records(3, -1, -1), Compression::Gzip).to_vec();
+    let mut bad = encode_batch(&records(3, -1, -1), Compression::Gzip).to_vec();
     let last = bad.len() - 1;
     bad[last] ^= 0x55;
     let (code, _) = produce(&mut c, "bounded", Bytes::from(bad)).await;
@@ -250,7 +234,7 @@ async fn alter_configs_of_a_missing_topic_is_unknown_before_any_validation() {
     let (code, _) = produce(
         &mut c,
         "here",
-        encode(&records(3, -1, -1), Compression::None),
+        encode_batch(&records(3, -1, -1), Compression::None),
     )
     .await;
     assert_eq!(code, 0);

@@ -21,9 +21,7 @@ use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::Compression;
 
 const OFFSETS: &str = "__consumer_offsets";
 const INVALID_TOPIC_EXCEPTION: i16 = 17;
@@ -39,32 +37,13 @@ fn name(v: &str) -> TopicName {
 }
 
 fn batch() -> bytes::Bytes {
-    let record = Record {
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: -1,
-        producer_id: -1,
-        producer_epoch: -1,
-        timestamp_type: TimestampType::Creation,
-        offset: 0,
-        sequence: -1,
-        timestamp: now_ms(),
-        key: Some(bytes::Bytes::from_static(b"not a group key")),
-        value: Some(bytes::Bytes::from_static(b"garbage")),
-        headers: Default::default(),
-    };
-    let mut buf = bytes::BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &[record],
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .unwrap();
-    buf.freeze()
+    let record = plain_record(
+        0,
+        now_ms(),
+        Some(bytes::Bytes::from_static(b"not a group key")),
+        Some(bytes::Bytes::from_static(b"garbage")),
+    );
+    encode_batch(&[record], Compression::None)
 }
 
 #[tokio::test]

@@ -21,8 +21,8 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{
-    Compression as BatchCompression, Record, RecordBatchDecoder, RecordBatchEncoder,
-    RecordEncodeOptions, TimestampType as BatchTimestampType,
+    Compression as BatchCompression, Record, RecordBatchDecoder,
+    TimestampType as BatchTimestampType,
 };
 use tokio::io::AsyncWriteExt;
 use veritas_legacy::{
@@ -348,17 +348,7 @@ fn modern_batch(
             .collect(),
         })
         .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: codec,
-        },
-    )
-    .unwrap();
-    buf.freeze()
+    encode_batch(&records, codec)
 }
 
 #[tokio::test]

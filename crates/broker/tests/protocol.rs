@@ -12,9 +12,7 @@ use kafka_protocol::messages::{
     MetadataRequest, ProduceRequest, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, StrBytes};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::{Compression, Record, TimestampType};
 use tokio::io::AsyncWriteExt;
 
 fn batch(producer_id: i64, epoch: i16, sequence: i32, n: usize) -> Bytes {
@@ -35,17 +33,7 @@ fn batch(producer_id: i64, epoch: i16, sequence: i32, n: usize) -> Bytes {
             headers: Default::default(),
         })
         .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .unwrap();
-    buf.freeze()
+    encode_batch(&records, Compression::None)
 }
 
 fn produce(topic: &str, records: Bytes) -> ProduceRequest {

@@ -12,14 +12,12 @@ mod common;
 
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use common::*;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{ProduceRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::Compression;
 use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, NewTopic, ResourceSpecifier};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::KafkaError;
@@ -143,38 +141,21 @@ async fn timestamps_outside_the_topics_window_are_invalid() {
     }
 }
 
-/// One v2 batch of records with the given timestamps.
+/// One lz4-compressed v2 batch of records with the given timestamps.
 fn batch(timestamps: &[i64]) -> Bytes {
-    let records: Vec<Record> = timestamps
+    let records: Vec<_> = timestamps
         .iter()
         .enumerate()
-        .map(|(i, &timestamp)| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: i as i32,
-            timestamp,
-            key: Some(Bytes::from_static(b"k")),
-            value: Some(Bytes::from_static(b"v")),
-            headers: Default::default(),
+        .map(|(i, &t)| {
+            plain_record(
+                i as i64,
+                t,
+                Some(Bytes::from_static(b"k")),
+                Some(Bytes::from_static(b"v")),
+            )
         })
         .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::Lz4,
-        },
-    )
-    .unwrap();
-    buf.freeze()
+    encode_batch(&records, Compression::Lz4)
 }
 
 #[tokio::test]

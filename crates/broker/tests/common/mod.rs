@@ -177,3 +177,49 @@ pub fn api_versions_header_version() -> i16 {
 pub fn get_i16(b: &mut Bytes) -> i16 {
     b.get_i16()
 }
+
+/// A record for [`encode_batch`]: no producer (idempotence off), CreateTime `timestamp`, at
+/// offset `offset` of its batch, no headers.
+pub fn plain_record(
+    offset: i64,
+    timestamp: i64,
+    key: Option<Bytes>,
+    value: Option<Bytes>,
+) -> kafka_protocol::records::Record {
+    kafka_protocol::records::Record {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: -1,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: kafka_protocol::records::TimestampType::Creation,
+        offset,
+        // Without a producer id the batch's base sequence is -1; kafka-protocol keeps one
+        // batch while offset - sequence stays the same.
+        sequence: offset as i32 - 1,
+        timestamp,
+        key,
+        value,
+        headers: Default::default(),
+    }
+}
+
+/// `records` as v2 record batches (one while their offsets and sequences run together),
+/// encoded by kafka-protocol with `compression`, as a client would send them.
+pub fn encode_batch(
+    records: &[kafka_protocol::records::Record],
+    compression: kafka_protocol::records::Compression,
+) -> Bytes {
+    let mut buf = BytesMut::new();
+    kafka_protocol::records::RecordBatchEncoder::encode(
+        &mut buf,
+        records,
+        &kafka_protocol::records::RecordEncodeOptions {
+            version: 2,
+            compression,
+        },
+    )
+    .expect("test records encode");
+    buf.freeze()
+}
