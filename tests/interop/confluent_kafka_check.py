@@ -1,6 +1,8 @@
 """confluent-kafka (Python, bundled librdkafka) against a Kafka broker: admin, an idempotent
-producer with every codec, a consumer group that commits, and a second member that resumes from
-the commit. Exits non-zero on any wrong result.
+producer with every codec, a consumer group that commits, a second member that resumes from
+the commit, and the admin calls a one-node broker without an authorizer answers as Kafka does
+(elect_leaders: ELECTION_NOT_NEEDED; the ACL calls: SECURITY_DISABLED). Exits non-zero on any
+wrong result.
 
     BOOTSTRAP=127.0.0.1:9092 python confluent_kafka_check.py
 """
@@ -122,9 +124,40 @@ def main():
     check(sorted(late) == [f"late-{i}".encode() for i in range(5)], f"resumed at the commit: {late}")
     c.close()
 
+    cluster_admin(admin, topic)
     futures = admin.delete_topics([topic])
     futures[topic].result(timeout=30)
-    print(f"confluent-kafka ok: {total} idempotent messages ({', '.join(CODECS)}), group commit and resume")
+    print(f"confluent-kafka ok: {total} idempotent messages ({', '.join(CODECS)}), group commit and resume, "
+          "leader election and ACL calls")
+
+
+def cluster_admin(admin, topic):
+    """Preferred-leader election is never needed (one replica, already the leader), an unknown
+    partition is UNKNOWN_TOPIC_OR_PART, and ACLs cannot be created or listed: no authorizer."""
+    from confluent_kafka import ElectionType
+    from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation, AclPermissionType,
+                                       ResourcePatternType, ResourceType)
+    result = admin.elect_leaders(ElectionType.PREFERRED,
+                                 [TopicPartition(topic, 0), TopicPartition(topic, 99)]).result(timeout=30)
+    codes = {tp.partition: (err.name() if err else None) for tp, err in result.items()}
+    check(codes == {0: "ELECTION_NOT_NEEDED", 99: "UNKNOWN_TOPIC_OR_PART"}, f"elect_leaders: {codes}")
+
+    binding = AclBinding(ResourceType.TOPIC, topic, ResourcePatternType.LITERAL, "User:alice", "*",
+                         AclOperation.READ, AclPermissionType.ALLOW)
+    for future in admin.create_acls([binding]).values():
+        try:
+            future.result(timeout=30)
+            check(False, "create_acls succeeded without an authorizer")
+        except KafkaException as e:
+            check(e.args[0].name() == "SECURITY_DISABLED", f"create_acls: {e}")
+    everything = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, None, None,
+                                  AclOperation.ANY, AclPermissionType.ANY)
+    try:
+        listed = admin.describe_acls(everything).result(timeout=30)
+        check(listed == [], f"describe_acls listed {listed}")
+    except KafkaException as e:
+        check(e.args[0].name() == "SECURITY_DISABLED", f"describe_acls: {e}")
+    print("cluster admin ok: elect_leaders ELECTION_NOT_NEEDED, create_acls SECURITY_DISABLED")
 
 
 if __name__ == "__main__":

@@ -28,14 +28,19 @@ use crate::server::Shared;
 
 pub mod alter_configs;
 pub mod api_versions;
+pub mod create_acls;
 pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_acls;
 pub mod delete_groups;
 pub mod delete_records;
 pub mod delete_topics;
+pub mod describe_acls;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
+pub mod describe_log_dirs;
+pub mod elect_leaders;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod heartbeat;
@@ -101,6 +106,11 @@ pub const SUPPORTED: &[(ApiKey, VersionRange)] = &[
         incremental_alter_configs::VERSIONS,
     ),
     (ApiKey::DescribeCluster, describe_cluster::VERSIONS),
+    (ApiKey::DescribeLogDirs, describe_log_dirs::VERSIONS),
+    (ApiKey::ElectLeaders, elect_leaders::VERSIONS),
+    (ApiKey::DescribeAcls, describe_acls::VERSIONS),
+    (ApiKey::CreateAcls, create_acls::VERSIONS),
+    (ApiKey::DeleteAcls, delete_acls::VERSIONS),
     (ApiKey::OffsetCommit, offset_commit::VERSIONS),
     (ApiKey::OffsetFetch, offset_fetch::VERSIONS),
     (ApiKey::FindCoordinator, find_coordinator::VERSIONS),
@@ -270,6 +280,11 @@ async fn dispatch(
         CreatePartitions => create_partitions,
         IncrementalAlterConfigs => incremental_alter_configs,
         DescribeCluster => describe_cluster,
+        DescribeLogDirs => describe_log_dirs,
+        ElectLeaders => elect_leaders,
+        DescribeAcls => describe_acls,
+        CreateAcls => create_acls,
+        DeleteAcls => delete_acls,
         OffsetCommit => offset_commit,
         OffsetFetch => offset_fetch,
         FindCoordinator => find_coordinator,
