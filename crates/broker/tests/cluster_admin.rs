@@ -8,7 +8,6 @@ mod common;
 use bytes::Bytes;
 use common::*;
 use kafka_protocol::messages::create_acls_request::AclCreation;
-use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::delete_acls_request::DeleteAclsFilter;
 use kafka_protocol::messages::describe_log_dirs_request::DescribableLogDirTopic;
 use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
@@ -31,26 +30,13 @@ fn versions(key: ApiKey) -> std::ops::RangeInclusive<i16> {
     r.min..=r.max
 }
 
-async fn create(c: &mut RawClient, topic: &str, partitions: i32) {
-    let r = c
-        .call(
-            7,
-            &CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
-                .with_name(name(topic))
-                .with_num_partitions(partitions)
-                .with_replication_factor(1)]),
-        )
-        .await;
-    assert_eq!(r.topics[0].error_code, 0);
-}
-
 #[tokio::test]
 async fn describe_log_dirs_reports_the_data_directory_and_partition_sizes() {
     let dir = tempfile::tempdir().unwrap();
     let broker = start(config(dir.path())).await;
     let mut c = RawClient::connect(&broker).await;
-    create(&mut c, "sized", 2).await;
-    create(&mut c, "empty", 1).await;
+    create_topic(&mut c, "sized", 2, &[]).await;
+    create_topic(&mut c, "empty", 1, &[]).await;
     // 50 records into partition 1 of "sized".
     let records: Vec<_> = (0..50)
         .map(|i| plain_record(i, now_ms(), None, Some(Bytes::from(vec![b'x'; 100]))))
@@ -145,7 +131,7 @@ async fn elect_leaders_is_never_needed_on_one_node() {
     let dir = tempfile::tempdir().unwrap();
     let broker = start(config(dir.path())).await;
     let mut c = RawClient::connect(&broker).await;
-    create(&mut c, "led", 2).await;
+    create_topic(&mut c, "led", 2, &[]).await;
     for v in versions(ApiKey::ElectLeaders) {
         for election_type in [0i8, 1] {
             if v == 0 && election_type == 1 {

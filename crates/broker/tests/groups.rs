@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use common::*;
 use kafka_protocol::error::ResponseError as E;
-use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::leave_group_request::MemberIdentity;
 use kafka_protocol::messages::offset_commit_request::{
@@ -65,18 +64,14 @@ fn group_config(dir: &Path) -> BrokerConfig {
     c
 }
 
-async fn create_topic(broker: &Broker, topic: &str, partitions: i32) {
-    let mut c = RawClient::connect(broker).await;
-    let r = c
-        .call(
-            7,
-            &CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
-                .with_name(name(topic))
-                .with_num_partitions(partitions)
-                .with_replication_factor(1)]),
-        )
-        .await;
-    assert_eq!(r.topics[0].error_code, 0, "create {topic}");
+async fn create(broker: &Broker, topic: &str, partitions: i32) {
+    create_topic(
+        &mut RawClient::connect(broker).await,
+        topic,
+        partitions,
+        &[],
+    )
+    .await;
 }
 
 /// Produces `per_partition` records to every partition: payload `"{partition}:{i}"`.
@@ -431,7 +426,7 @@ fn copy_dir(from: &Path, to: &Path) {
 async fn three_consumers_split_six_partitions_and_read_each_record_once() {
     let dir = tempfile::tempdir().unwrap();
     let broker = start(group_config(dir.path())).await;
-    create_topic(&broker, "orders", 6).await;
+    create(&broker, "orders", 6).await;
     let cfg = consumer_config(&broker, "three");
     let started = Instant::now();
     let members: Vec<Member> = (0..3).map(|_| Member::spawn(&cfg, "orders")).collect();
@@ -542,7 +537,7 @@ impl Drop for KillOnDrop {
 async fn a_killed_member_loses_its_partitions_and_no_record_is_lost() {
     let dir = tempfile::tempdir().unwrap();
     let broker = start(group_config(dir.path())).await;
-    create_topic(&broker, "kill", 6).await;
+    create(&broker, "kill", 6).await;
 
     // A real consumer in another process, killed with SIGKILL: no LeaveGroup, no goodbye.
     let mut child = Command::new(std::env::current_exe().unwrap())
@@ -646,7 +641,7 @@ async fn a_killed_member_loses_its_partitions_and_no_record_is_lost() {
 async fn cooperative_sticky_moves_only_the_partitions_that_change_owner() {
     let dir = tempfile::tempdir().unwrap();
     let broker = start(group_config(dir.path())).await;
-    create_topic(&broker, "coop", 6).await;
+    create(&broker, "coop", 6).await;
     let mut cfg = consumer_config(&broker, "coop");
     cfg.set("partition.assignment.strategy", "cooperative-sticky");
     let first = Member::spawn(&cfg, "coop");
@@ -699,7 +694,7 @@ async fn cooperative_sticky_moves_only_the_partitions_that_change_owner() {
 async fn a_static_member_restarting_keeps_its_partitions_without_a_rebalance() {
     let dir = tempfile::tempdir().unwrap();
     let broker = start(group_config(dir.path())).await;
-    create_topic(&broker, "static", 6).await;
+    create(&broker, "static", 6).await;
     let member = |instance: &str| {
         let mut cfg = consumer_config(&broker, "static");
         cfg.set("group.instance.id", instance)
@@ -751,7 +746,7 @@ async fn a_static_member_restarting_keeps_its_partitions_without_a_rebalance() {
 async fn ten_consumers_starting_together_converge() {
     let dir = tempfile::tempdir().unwrap();
     let broker = start(group_config(dir.path())).await;
-    create_topic(&broker, "wide", 10).await;
+    create(&broker, "wide", 10).await;
     let cfg = consumer_config(&broker, "wide");
     let started = Instant::now();
     let members: Vec<Member> = (0..10).map(|_| Member::spawn(&cfg, "wide")).collect();
@@ -822,7 +817,7 @@ fn resume_and_commit(broker: &Broker, group: &str, topic: &str, commit_to: i64) 
 async fn committed_offsets_survive_a_clean_restart_and_a_kill() {
     let dir = tempfile::tempdir().unwrap();
     let broker = start(group_config(dir.path())).await;
-    create_topic(&broker, "ledger", 1).await;
+    create(&broker, "ledger", 1).await;
     produce(&broker, "ledger", 1, 100).await;
     let b = &broker;
     let first = tokio::task::block_in_place(|| resume_and_commit(b, "ledger", "ledger", 40));
@@ -861,7 +856,7 @@ async fn members_rejoin_after_a_broker_restart_and_continue() {
     let dir = tempfile::tempdir().unwrap();
     let broker = start(group_config(dir.path())).await;
     let addr = broker.local_addr();
-    create_topic(&broker, "resume", 2).await;
+    create(&broker, "resume", 2).await;
     produce(&broker, "resume", 2, 20).await;
     let mut cfg = consumer_config(&broker, "resume");
     cfg.set("reconnect.backoff.max.ms", "200");
@@ -924,7 +919,7 @@ async fn the_offsets_log_is_checkpointed_and_replays_after_a_crash() {
     let mut cfg = group_config(dir.path());
     cfg.groups.offsets_checkpoint_bytes = 16 * 1024;
     let broker = start(cfg.clone()).await;
-    create_topic(&broker, "busy", 1).await;
+    create(&broker, "busy", 1).await;
     let mut c = RawClient::connect(&broker).await;
     for i in 0..400 {
         for group in ["g1", "g2"] {
@@ -969,7 +964,7 @@ async fn offsets_of_an_idle_simple_group_expire_after_the_retention() {
     cfg.groups.offsets_retention = Duration::from_millis(500);
     cfg.groups.offsets_retention_check_interval = Duration::from_millis(100);
     let broker = start(cfg).await;
-    create_topic(&broker, "brief", 1).await;
+    create(&broker, "brief", 1).await;
     let offsets = broker
         .shared()
         .cluster
@@ -1144,8 +1139,8 @@ async fn ten_concurrent_joins_converge_in_one_generation() {
 async fn describe_list_delete_groups_and_delete_offsets() {
     let dir = tempfile::tempdir().unwrap();
     let broker = start(group_config(dir.path())).await;
-    create_topic(&broker, "used", 1).await;
-    create_topic(&broker, "unused", 1).await;
+    create(&broker, "used", 1).await;
+    create(&broker, "unused", 1).await;
     let mut c = RawClient::connect(&broker).await;
     let j = raw_join(&mut c, 5, "admin").await;
     assert_eq!(j.error_code, 0);
@@ -1364,7 +1359,7 @@ async fn every_advertised_group_api_version_is_answered() {
     let mut cfg = group_config(dir.path());
     cfg.groups.initial_rebalance_delay = Duration::from_millis(20);
     let broker = start(cfg).await;
-    create_topic(&broker, "t", 1).await;
+    create(&broker, "t", 1).await;
     let mut c = RawClient::connect(&broker).await;
     let range = |key: ApiKey| {
         veritas_broker::api::SUPPORTED

@@ -280,19 +280,7 @@ fn messages(version: i16, set: &Bytes) -> Vec<Message> {
 /// Creates a topic without time retention: sarama's vectors carry 2020 timestamps, which the
 /// default seven days would delete under the test's feet.
 async fn create(c: &mut RawClient, topic: &str, partitions: i32) {
-    let r = c
-        .call(
-            7,
-            &CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
-                .with_name(name(topic))
-                .with_num_partitions(partitions)
-                .with_replication_factor(1)
-                .with_configs(vec![CreatableTopicConfig::default()
-                    .with_name(StrBytes::from_static_str("retention.ms"))
-                    .with_value(Some(StrBytes::from_static_str("-1")))])]),
-        )
-        .await;
-    assert_eq!(r.topics[0].error_code, 0, "create {topic}");
+    create_topic(c, topic, partitions, &[("retention.ms", "-1")]).await;
 }
 
 /// Fetches everything of a partition with a modern Fetch at `version`: the raw record bytes.

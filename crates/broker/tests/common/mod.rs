@@ -223,3 +223,34 @@ pub fn encode_batch(
     .expect("test records encode");
     buf.freeze()
 }
+
+/// Creates `topic` with `partitions` partitions and the given topic configs through
+/// CreateTopics v7, failing the test unless it was created.
+pub async fn create_topic(
+    c: &mut RawClient,
+    topic: &str,
+    partitions: i32,
+    configs: &[(&str, &str)],
+) {
+    use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+    use kafka_protocol::messages::{CreateTopicsRequest, TopicName};
+    let configs = configs
+        .iter()
+        .map(|(k, v)| {
+            CreatableTopicConfig::default()
+                .with_name(StrBytes::from_string((*k).to_owned()))
+                .with_value(Some(StrBytes::from_string((*v).to_owned())))
+        })
+        .collect();
+    let r = c
+        .call(
+            7,
+            &CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
+                .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
+                .with_num_partitions(partitions)
+                .with_replication_factor(1)
+                .with_configs(configs)]),
+        )
+        .await;
+    assert_eq!(r.topics[0].error_code, 0, "create {topic}");
+}
