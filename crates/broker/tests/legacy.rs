@@ -20,10 +20,7 @@ use kafka_protocol::messages::{
     OffsetFetchRequest, ProduceRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression as BatchCompression, Record, RecordBatchDecoder,
-    TimestampType as BatchTimestampType,
-};
+use kafka_protocol::records::{Compression as BatchCompression, Record, RecordBatchDecoder};
 use tokio::io::AsyncWriteExt;
 use veritas_legacy::{
     decode_message_set, encode_message_set, Compression, Limits, Magic, Message, SetSource,
@@ -315,25 +312,18 @@ fn modern_batch(
         .iter()
         .enumerate()
         .map(|(i, (k, v, ts))| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: BatchTimestampType::Creation,
-            offset: first_offset + i as i64,
-            // kafka-protocol starts a new batch wherever offset - sequence changes.
-            sequence: i as i32,
-            timestamp: *ts,
-            key: k.map(|k| Bytes::copy_from_slice(k.as_bytes())),
-            value: Some(Bytes::copy_from_slice(v.as_bytes())),
             headers: [(
                 StrBytes::from_static_str("h"),
                 Some(Bytes::from_static(b"dropped for old fetchers")),
             )]
             .into_iter()
             .collect(),
+            ..plain_record(
+                first_offset + i as i64,
+                *ts,
+                k.map(|k| Bytes::copy_from_slice(k.as_bytes())),
+                Some(Bytes::copy_from_slice(v.as_bytes())),
+            )
         })
         .collect();
     encode_batch(&records, codec)
